@@ -1,0 +1,5 @@
+"""MoSAiC core: models, losses, data, training, evaluation and the scene engine.
+
+Pure Python + torch/numpy/rasterio/scikit-learn. Never imports qgis, so it runs
+from a shell, a notebook or a cluster job as well as inside the plugin.
+"""

@@ -1,0 +1,1 @@
+"""Evaluation: multi-label metrics, cluster coherence, linear probe."""

@@ -1,0 +1,1 @@
+"""Model files: safetensors weights + a JSON card. Never pickle."""

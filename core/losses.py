@@ -1,0 +1,193 @@
+"""The MoSAiC objective: one weighted contrastive loss serves NT-Xent, InfoNCE and SupCon.
+
+For anchor i and candidates j, ``p_ij = softmax_j(z_i . c_j / tau)`` over the candidates
+that are not excluded (the anchor itself), and
+
+    L_i = - sum_j w_ij log p_ij / sum_j w_ij,     anchors with sum_j w_ij = 0 skipped.
+
+* NT-Xent (SimCLR): candidates = both views, w_ij = 1 for the other view of the same patch.
+* Inter-modal InfoNCE (CLIP): candidates = the other modality, w_ij = 1 for the same patch;
+  symmetric (S2->S1 and S1->S2 averaged).
+* Multi-label SupCon: candidates = both views of both modalities of the labelled patches,
+  w_ij = Jaccard(y_i, y_j) = |y_i AND y_j| / |y_i OR y_j| (MulSupCon-style weighting; with
+  one-hot labels this is exactly single-label SupCon of Khosla et al.).
+
+Anchors are the local batch; candidates are gathered from every rank with gradients;
+losses are normalised by the global number of valid anchors (see core.distributed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .distributed import gather_with_grad, global_sum, rank, world_size
+
+
+def jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Jaccard similarity [n, m] between multi-hot rows of ``a`` [n, C] and ``b`` [m, C]; 0 where both are empty."""
+    a, b = a.float(), b.float()
+    inter = a @ b.T
+    union = a.sum(1, keepdim=True) + b.sum(1)[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+
+
+def weighted_contrastive(
+    anchors: torch.Tensor,
+    candidates: torch.Tensor,
+    weights: torch.Tensor,
+    tau: float,
+    exclude: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over valid anchors of the weighted contrastive loss, and their count.
+
+    Args:
+        anchors: [n, d] L2-normalised.
+        candidates: [m, d] L2-normalised.
+        weights: [n, m] non-negative positive weights (0 = negative).
+        tau: temperature.
+        exclude: [n, m] bool, pairs removed from the softmax (self-contrast).
+    Returns:
+        (sum of per-anchor losses, number of anchors with a positive).
+    """
+    if anchors.ndim != 2 or candidates.ndim != 2 or weights.shape != (anchors.shape[0], candidates.shape[0]):
+        raise ValueError(
+            f"shapes do not fit: anchors {tuple(anchors.shape)}, candidates {tuple(candidates.shape)}, "
+            f"weights {tuple(weights.shape)}"
+        )
+    logits = (anchors @ candidates.T).float() / tau
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
+        weights = weights.masked_fill(exclude, 0.0)
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    log_prob = torch.where(weights > 0, log_prob, torch.zeros_like(log_prob))  # no -inf * 0
+    wsum = weights.sum(1)
+    valid = wsum > 0
+    per_anchor = -(weights * log_prob).sum(1) / wsum.clamp_min(1e-12)
+    return per_anchor[valid].sum(), valid.sum()
+
+
+def _normalised(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Local loss sum -> share of the global mean, so DDP's average gives the global mean."""
+    n = global_sum(count.float())
+    return total * world_size() / n.clamp_min(1.0)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """SimCLR NT-Xent between two views [n, d] of the same local patches."""
+    n = z1.shape[0]
+    cand = torch.cat([gather_with_grad(z1), gather_with_grad(z2)])
+    big = cand.shape[0] // 2
+    off = rank() * n
+    anchors = torch.cat([z1, z2])
+    idx = torch.arange(n, device=z1.device) + off
+    own = torch.cat([idx, idx + big])          # column of each anchor itself
+    other = torch.cat([idx + big, idx])        # column of its other view
+    rows = torch.arange(2 * n, device=z1.device)
+    weights = torch.zeros(2 * n, 2 * big, device=z1.device)
+    weights[rows, other] = 1.0
+    exclude = torch.zeros_like(weights, dtype=torch.bool)
+    exclude[rows, own] = True
+    total, count = weighted_contrastive(anchors, cand, weights, tau, exclude)
+    return _normalised(total, count)
+
+
+def clip_info_nce(za: torch.Tensor, zb: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """Symmetric InfoNCE between two modalities [n, d] of the same local patches."""
+    n = za.shape[0]
+    ga, gb = gather_with_grad(za), gather_with_grad(zb)
+    weights = torch.zeros(n, ga.shape[0], device=za.device)
+    weights[torch.arange(n), torch.arange(n) + rank() * n] = 1.0
+    ta, ca = weighted_contrastive(za, gb, weights, tau)
+    tb, cb = weighted_contrastive(zb, ga, weights, tau)
+    return 0.5 * (_normalised(ta, ca) + _normalised(tb, cb))
+
+
+def multilabel_supcon(
+    views: list[torch.Tensor], labels: torch.Tensor, labelled: torch.Tensor, tau: float = 0.1
+) -> torch.Tensor:
+    """Jaccard-weighted SupCon over every view/modality embedding [n, d] of the labelled patches.
+
+    Args:
+        views: embeddings of the same n local patches (e.g. [s2 view a, s2 view b, s1 view a, s1 view b]),
+            so positives arise within and across modalities.
+        labels: [n, C] multi-hot.
+        labelled: [n] bool; unlabelled patches are neither anchors nor candidates.
+    """
+    v = len(views)
+    n = labels.shape[0]
+    anchors = torch.cat(views)
+    a_lab = labels.repeat(v, 1)
+    a_ok = labelled.repeat(v)
+    cand = torch.cat([gather_with_grad(x) for x in views])
+    g_lab = gather_with_grad(labels.float()).repeat(v, 1)
+    g_ok = gather_with_grad(labelled.float()).bool().repeat(v)
+    big = g_lab.shape[0] // v
+    weights = jaccard(a_lab, g_lab) * a_ok[:, None] * g_ok[None, :]
+    own = (torch.arange(n, device=labels.device) + rank() * n).repeat(v) + torch.arange(v, device=labels.device).repeat_interleave(n) * big
+    exclude = ~g_ok[None, :].expand(v * n, -1).clone()
+    exclude[torch.arange(v * n), own] = True
+    weights = weights.masked_fill(~a_ok[:, None], 0.0)
+    total, count = weighted_contrastive(anchors, cand, weights, tau, exclude)
+    return _normalised(total, count)
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits averaged over the labelled patches of the global batch."""
+    per = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(1)
+    m = labelled.float()
+    return _normalised((per * m).sum(), m.sum())
+
+
+@dataclass
+class LossWeights:
+    """Weight of each term; a baseline is the same objective with some weights at zero."""
+
+    intra: float = 1.0
+    inter: float = 1.0
+    supcon: float = 1.0
+    bce: float = 1.0
+
+    @classmethod
+    def preset(cls, name: str) -> "LossWeights":
+        presets = {
+            "mosaic": cls(1.0, 1.0, 1.0, 1.0),
+            "supervised": cls(0.0, 0.0, 0.0, 1.0),
+            "simclr": cls(1.0, 0.0, 0.0, 0.0),
+            "clip": cls(0.0, 1.0, 0.0, 0.0),
+            "contrastive": cls(1.0, 1.0, 0.0, 0.0),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown objective {name!r}; choose from {sorted(presets)}")
+        return presets[name]
+
+
+def mosaic_loss(
+    z: dict[str, list[torch.Tensor]],
+    logits: list[torch.Tensor],
+    labels: torch.Tensor,
+    labelled: torch.Tensor,
+    w: LossWeights,
+    tau: float = 0.1,
+) -> dict[str, torch.Tensor]:
+    """All terms and their weighted total.
+
+    Args:
+        z: per modality ('s2', 's1'), the L2-normalised projections of the two views.
+        logits: fused classifier logits of each view.
+    """
+    dev = labels.device
+    out: dict[str, torch.Tensor] = {}
+    zero = torch.zeros((), device=dev)
+    mods = [m for m in ("s2", "s1") if m in z]
+    out["intra"] = sum((nt_xent(z[m][0], z[m][1], tau) for m in mods), zero) / max(len(mods), 1) if w.intra else zero
+    if w.inter and len(mods) == 2:
+        out["inter"] = 0.5 * sum(clip_info_nce(z["s2"][k], z["s1"][k], tau) for k in range(2))
+    else:
+        out["inter"] = zero
+    views = [t for m in mods for t in z[m]]
+    out["supcon"] = multilabel_supcon(views, labels, labelled, tau) if w.supcon else zero
+    out["bce"] = sum(masked_bce(lg, labels, labelled) for lg in logits) / len(logits) if w.bce else zero
+    out["total"] = w.intra * out["intra"] + w.inter * out["inter"] + w.supcon * out["supcon"] + w.bce * out["bce"]
+    return out

@@ -1,0 +1,1 @@
+"""One training loop for pretraining, joint training and fine-tuning."""
