@@ -176,7 +176,7 @@ def train(
             scaler.update()
             step += 1
             seen += b * world
-            vals = {k: float(v) for k, v in terms.items()}
+            vals = {k: float(v.detach()) for k, v in terms.items()}
             for k, v in vals.items():
                 sums[k] = sums.get(k, 0.0) + v
             if on_step:

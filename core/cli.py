@@ -1,0 +1,220 @@
+"""Command line: ``python -m core {train,evaluate,export,demo}`` (run from the plugin folder).
+
+Runs unchanged under ``torchrun --nproc_per_node=N -m core train ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .paths import SAMPLE_REBEN
+
+OBJECTIVES = ("mosaic", "supervised", "simclr", "clip", "contrastive")
+MODELS = ("small", "resnet18", "resnet50")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=str(SAMPLE_REBEN),
+                   help="folder in BigEarthNet v2.0 (reBEN) layout: metadata.parquet, BigEarthNet-S2/, "
+                        "BigEarthNet-S1/ (default: the bundled 69-patch sample)")
+    g.add_argument("--splits", nargs="+", default=["train"], help="splits to train on (default: train)")
+    g.add_argument("--label-fraction", type=float, default=1.0,
+                   help="share of the training patches whose labels are used, chosen with --seed; "
+                        "the rest still feed the self-supervised terms (default: 1.0)")
+    g.add_argument("--modalities", nargs="+", default=["s2", "s1"], choices=["s2", "s1"],
+                   help="input streams: s2 (optical), s1 (SAR) or both (default: both)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="small", choices=MODELS,
+                   help="architecture: small (ResNet-18 at width 16, trains on 2 CPU cores), resnet18, "
+                        "resnet50 (GPU) (default: small)")
+    g.add_argument("--init", help="start from this model file (NAME.safetensors + NAME.json), e.g. to fine-tune")
+    g.add_argument("--pretrained-s2", help="ResNet state dict (safetensors or a torch weights file) for the "
+                                           "optical encoder, e.g. SSL4EO-S12 weights with 12 input bands")
+    g.add_argument("--pretrained-s1", help="same for the SAR encoder (2 input bands)")
+    g.add_argument("--train-parts", default="all",
+                   help="what trains: all, head (frozen encoders), or head+N (head and last N encoder stages)")
+    g = p.add_argument_group("objective")
+    g.add_argument("--objective", default="mosaic", choices=OBJECTIVES,
+                   help="loss preset: mosaic (all terms), supervised (BCE only), simclr (intra-modal only), "
+                        "clip (inter-modal only), contrastive (intra + inter) (default: mosaic)")
+    for term, what in (("intra", "intra-modal NT-Xent"), ("inter", "inter-modal InfoNCE"),
+                       ("supcon", "Jaccard-weighted multi-label SupCon"), ("bce", "BCE of the fusion head")):
+        g.add_argument(f"--w-{term}", type=float, help=f"weight of the {what} term (overrides the preset)")
+    g.add_argument("--tau", type=float, default=0.1, help="contrastive temperature (default: 0.1)")
+    g.add_argument("--modality-dropout", type=float, default=0.2,
+                   help="probability that the fusion head sees only one modality of a patch (default: 0.2)")
+    g.add_argument("--no-augment", action="store_true", help="train on the patches as they are")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
+    g.add_argument("--batch-size", type=int, default=16, help="global batch size over all processes (default: 16)")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 2e-3)")
+    g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: 0.05)")
+    g.add_argument("--warmup-epochs", type=int, default=2, help="linear warm-up before cosine decay (default: 2)")
+    g.add_argument("--seed", type=int, default=0, help="seed of init, labelled subset, order, augmentations")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default="runs/mosaic", help="run folder: checkpoint and exported model (default: runs/mosaic)")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
+    g.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
+    g.add_argument("--batchnorm", default="global", choices=["global", "local"],
+                   help="under torchrun: global = statistics over the whole batch of all processes "
+                        "(same model as one process), local = per-process statistics (default: global)")
+    g.add_argument("--threads", type=int, help="CPU threads for torch")
+    g.add_argument("--eval-splits", nargs="*", default=["validation"],
+                   help="splits scored after training and recorded in the model card (default: validation)")
+    g.add_argument("--half", action="store_true", help="export weights as float16")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train_config(a: argparse.Namespace):
+    from .train.config import TrainConfig
+
+    weights = {t: getattr(a, f"w_{t}") for t in ("intra", "inter", "supcon", "bce") if getattr(a, f"w_{t}") is not None}
+    return TrainConfig(
+        data=a.data, out=a.out, model=a.model, objective=a.objective, weights=weights, tau=a.tau,
+        label_fraction=a.label_fraction, splits=tuple(a.splits), modalities=tuple(a.modalities),
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+        warmup_epochs=a.warmup_epochs, seed=a.seed, device=a.device, amp=not a.no_amp,
+        modality_dropout=a.modality_dropout, augment=not a.no_augment, init=a.init,
+        pretrained_s2=a.pretrained_s2, pretrained_s1=a.pretrained_s1, train_parts=a.train_parts,
+        resume=a.resume, batchnorm=a.batchnorm, threads=a.threads, progress=not a.quiet,
+    )
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from . import distributed as D
+    from .eval.evaluate import evaluate_model, summary_line
+    from .io.model_file import save_model
+    from .train.loop import train
+
+    cfg = _train_config(a)
+    res = train(cfg)
+    if D.rank() != 0:
+        return 0
+    print(f"trained {res.samples} samples in {res.seconds:.1f} s ({res.samples / max(res.seconds, 1e-9):.1f} samples/s)")
+    metrics = {}
+    for split in a.eval_splits:
+        r = evaluate_model(res.model, cfg.data, (split,), cfg.modalities, device=str(next(res.model.parameters()).device))
+        metrics[split] = r
+        print(f"{split}: {summary_line(r)}")
+    card = {
+        "training": {
+            "config": cfg.to_dict(),
+            "command": " ".join(sys.argv),
+            "data_name": Path(cfg.data).name,
+            "seconds": round(res.seconds, 1),
+            "history": res.history,
+        },
+        "metrics": {s: {"metrics": {k: v for k, v in r["metrics"].items()}, "clusters": r["clusters"]}
+                    for s, r in metrics.items()},
+    }
+    w, c = save_model(res.model.cpu(), Path(cfg.out) / "model", card, half=a.half)
+    print(f"model written: {w} + {c.name}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .eval.evaluate import evaluate_model, summary_line
+    from .io.model_file import load_model
+    from .train.loop import resolve_device
+
+    dev = resolve_device(a.device)
+    model, card = load_model(a.model, dev)
+    mods = a.modalities or [m for m in ("s2", "s1") if m in model.cfg.modalities]
+    r = evaluate_model(model, a.data, a.splits, mods, a.protocol, a.train_splits, a.label_fraction, a.seed, str(dev))
+    r["model"] = str(a.model)
+    print(summary_line(r))
+    c = r["clusters"]
+    if c["nmi"] is not None:
+        print(f"clusters (k={c['k']}): NMI {c['nmi']:.3f}  ARI {c['ari']:.3f}  silhouette {c['silhouette']:.3f}")
+    if a.out:
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(r, indent=2))
+        tmp.replace(out)
+        print(f"metrics written: {out}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from safetensors.torch import load_file
+
+    from .data.bands import BEN19_CLASSES
+    from .io.model_file import save_model
+    from .models.mosaic import ModelConfig, MosaicModel
+
+    run = Path(a.run)
+    info = json.loads((run / "checkpoint.json").read_text())
+    tc = info["config"]
+    model = MosaicModel(ModelConfig.preset(tc["model"], classes=BEN19_CLASSES, modalities=tuple(tc["modalities"])))
+    state = load_file(str(run / "checkpoint.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    card = {"training": {"config": tc, "epochs_done": info["epoch"], "history": info.get("history", [])}}
+    w, c = save_model(model, a.out, card, half=a.half)
+    print(f"model written: {w} + {c.name}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Train the small model on the bundled real sample and print its evaluation."""
+    args = ["train", "--data", str(SAMPLE_REBEN), "--epochs", str(a.epochs), "--out", a.out,
+            "--eval-splits", "validation", "test", "--seed", str(a.seed)]
+    print(f"MoSAiC demo: training the small S1+S2 model on the bundled BigEarthNet sample ({SAMPLE_REBEN})")
+    t = time.perf_counter()
+    rc = main(args)
+    print(f"demo finished in {time.perf_counter() - t:.0f} s; model and checkpoint in {a.out}/")
+    return rc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (pretrain, joint or fine-tune) a MoSAiC model and export it",
+                       description="Train a MoSAiC model; writes OUT/checkpoint.* each epoch and OUT/model.* at the end.")
+    _add_train_args(t)
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="score a model file on a folder in reBEN layout, write JSON",
+                       description="Score a model file on any folder in reBEN layout.")
+    e.add_argument("--model", required=True, help="model file (NAME.safetensors + NAME.json)")
+    e.add_argument("--data", default=str(SAMPLE_REBEN), help="folder in reBEN layout (default: bundled sample)")
+    e.add_argument("--splits", nargs="+", default=["validation"], help="splits to score (default: validation)")
+    e.add_argument("--modalities", nargs="+", choices=["s2", "s1"],
+                   help="inputs to use (default: all the model has); s2 alone = no SAR, s1 alone = cloudy")
+    e.add_argument("--protocol", default="head", choices=["head", "linear-probe"],
+                   help="head: the model's own classifier; linear-probe: logistic regressions on frozen "
+                        "embeddings of the labelled training patches (default: head)")
+    e.add_argument("--train-splits", nargs="+", default=["train"],
+                   help="labelled patches for the probe and the class-prior baseline (default: train)")
+    e.add_argument("--label-fraction", type=float, default=1.0, help="share of --train-splits labels the probe uses")
+    e.add_argument("--seed", type=int, default=0, help="seed of the probe's labelled subset and K-means")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    e.add_argument("--out", help="write the metrics as JSON here")
+    e.set_defaults(func=cmd_evaluate)
+    x = sub.add_parser("export", help="turn a run's checkpoint into a model file",
+                       description="Export OUT/checkpoint.* of a run as NAME.safetensors + NAME.json.")
+    x.add_argument("--run", required=True, help="run folder holding checkpoint.safetensors + checkpoint.json")
+    x.add_argument("--out", required=True, help="model path without extension, e.g. models/my-model")
+    x.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    x.set_defaults(func=cmd_export)
+    d = sub.add_parser("demo", help="train the small model on the bundled sample and print its evaluation")
+    d.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
+    d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    d.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return a.func(a)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
