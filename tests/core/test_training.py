@@ -42,12 +42,23 @@ def test_beats_class_prior_on_held_out_patches(trained):
     assert m["ap_micro"] > prior["ap_micro"] + 0.05
 
 
+class _Interrupted(Exception):
+    pass
+
+
 def test_resume_continues_the_same_run(tmp_path):
+    """A run killed during epoch 3 and resumed ends where an uninterrupted run ends."""
     base = dict(data=str(SAMPLE_REBEN), splits=("validation",), batch_size=8, seed=1, device="cpu",
-                progress=False, warmup_epochs=1)
-    full = train(TrainConfig(out=str(tmp_path / "a"), epochs=3, **base))
-    train(TrainConfig(out=str(tmp_path / "b"), epochs=2, **base))
-    resumed = train(TrainConfig(out=str(tmp_path / "b"), epochs=3, resume=True, **base))
+                progress=False, warmup_epochs=1, epochs=3)
+    full = train(TrainConfig(out=str(tmp_path / "a"), **base))
+
+    def crash(step):
+        if step["step"] == 5:  # first step of epoch 3, after the epoch-2 checkpoint
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        train(TrainConfig(out=str(tmp_path / "b"), **base), on_step=crash)
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), resume=True, **base))
     a, b = full.model.state_dict(), resumed.model.state_dict()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert worst < 1e-5

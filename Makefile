@@ -1,0 +1,40 @@
+# MoSAiC developer tasks. CI runs `make test` (see .ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON := .venv/bin/python
+# What goes into the plugin zip (LICENSE and README.md when committed).
+PACKAGE_PATHS := __init__.py metadata.txt README.md LICENSE core mosaic_qgis resources
+
+.PHONY: env test demo package bench clean
+
+env:  ## idempotent: apt packages, .venv, pip requirements (about 1 s when present)
+	bash scripts/setup_env.sh
+
+# pytest exits 5 when it collects no test: make fails on it like on any non-zero exit.
+test: env
+	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+demo: env
+	$(PYTHON) -m core demo
+
+bench: env
+	$(PYTHON) benchmarks/train_throughput.py
+
+# dist/mosaic.zip for QGIS "Install from ZIP": committed files only (HEAD), top folder mosaic/.
+package:
+	@if [ -n "$$(git status --porcelain -- $(PACKAGE_PATHS))" ]; then \
+		echo "package: note: uncommitted changes are not packaged (git archive HEAD)"; fi
+	mkdir -p dist
+	rm -f dist/mosaic.zip
+	git archive --format=zip --prefix=mosaic/ -o dist/mosaic.zip HEAD -- \
+		$$(git ls-tree --name-only HEAD -- $(PACKAGE_PATHS))
+	python3 -c 'import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); \
+		bad = [n for n in names if not n.startswith("mosaic/")]; \
+		need = {"mosaic/__init__.py", "mosaic/metadata.txt", "mosaic/mosaic_qgis/plugin.py", "mosaic/resources/icons/mosaic.svg"}; \
+		sys.exit(f"bad layout: outside mosaic/ {bad[:5]}, missing {sorted(need - set(names))}") if bad or need - set(names) else \
+		print(f"{sys.argv[1]}: {len(names)} entries under mosaic/")' dist/mosaic.zip
+
+clean:
+	rm -rf dist build mosaic.zip .qgis-settings tests/.qgis-settings .pytest_cache
+	find . -path ./.venv -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
