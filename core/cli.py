@@ -28,6 +28,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "the rest still feed the self-supervised terms (default: 1.0)")
     g.add_argument("--modalities", nargs="+", default=["s2", "s1"], choices=["s2", "s1"],
                    help="input streams: s2 (optical), s1 (SAR) or both (default: both)")
+    g.add_argument("--unlabelled-scene", nargs=2, action="append", metavar=("S2_TIF", "S1_TIF"), default=[],
+                   help="a co-registered 13-band S2 + VV/VH S1 scene cut into unlabelled 120x120 windows "
+                        "for the self-supervised terms (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="small", choices=MODELS,
                    help="architecture: small (ResNet-18 at width 16, trains on 2 CPU cores), resnet18, "
@@ -93,7 +96,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .train.loop import train
 
     cfg = _train_config(a)
-    res = train(cfg)
+    dataset = None
+    if a.unlabelled_scene:
+        from .data.reben import ReBenPatches
+        from .data.scene_windows import PooledPatches, SceneWindows
+
+        parts = [ReBenPatches(cfg.data, cfg.splits, cfg.label_fraction, cfg.seed)]
+        parts += [SceneWindows(s2, s1) for s2, s1 in a.unlabelled_scene]
+        dataset = PooledPatches(parts)
+        print(f"training pool: {len(parts[0])} reBEN patches + {len(dataset) - len(parts[0])} unlabelled scene windows")
+    res = train(cfg, dataset)
     if D.rank() != 0:
         return 0
     print(f"trained {res.samples} samples in {res.seconds:.1f} s ({res.samples / max(res.seconds, 1e-9):.1f} samples/s)")
@@ -107,6 +119,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             "config": cfg.to_dict(),
             "command": " ".join(sys.argv),
             "data_name": Path(cfg.data).name,
+            "unlabelled_scenes": [[Path(x).name for x in pair] for pair in a.unlabelled_scene],
             "seconds": round(res.seconds, 1),
             "history": res.history,
         },

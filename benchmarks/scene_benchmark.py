@@ -1,0 +1,199 @@
+"""Scene engine benchmark (not a test): prints, in one run on this machine,
+
+- this machine's convolution peak (torch 3x3 convolutions, float32, the best layout);
+- the dense engine's throughput (megapixels/s, GFLOP/s, fraction of the peak) on a 2048 x 2048
+  synthetic S2 + S1 scene written to disk (speed does not depend on content);
+- dense vs sliding-window speed at 50 % window overlap (stride 60 px) and at stride 30 px;
+- peak RSS of a whole engine run over a 2048 x 2048 and an 8192 x 8192 scene (one subprocess each);
+- the projected time of a full 10980 x 10980 Sentinel-2 tile with S1.
+
+Run from the repository root:  PYTHONPATH=. .venv/bin/python benchmarks/scene_benchmark.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.transform import Affine
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MODEL = str(ROOT / "resources" / "models" / "mosaic-small-ben19")
+
+from core.data.bands import S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD  # noqa: E402
+
+
+def write_scene(folder: Path, size: int) -> tuple[str, str]:
+    """A synthetic tiled S2 (12 x uint16) + S1 (2 x float32) scene of size x size at 10 m, written by tiles."""
+    tf = Affine(10, 0, 500000, 0, -10, 4000000 + 10 * size)
+    rng = np.random.default_rng(0)
+    tile = 512
+    s2t = (np.array(S2_MEAN)[:, None, None] + np.array(S2_STD)[:, None, None] * 0.3 *
+           rng.standard_normal((12, tile, tile))).clip(1, None).astype("uint16")
+    s1t = (np.array(S1_MEAN)[:, None, None] + np.array(S1_STD)[:, None, None] * 0.3 *
+           rng.standard_normal((2, tile, tile))).astype("float32")
+    paths = []
+    for name, t, desc, nodata in (("s2", s2t, S2_BANDS, 0), ("s1", s1t, ("VV", "VH"), None)):
+        p = folder / f"{name}_{size}.tif"
+        with rasterio.open(p, "w", driver="GTiff", width=size, height=size, count=t.shape[0], dtype=t.dtype,
+                           crs="EPSG:32633", transform=tf, tiled=True, blockxsize=512, blockysize=512,
+                           nodata=nodata) as ds:
+            for i, d in enumerate(desc, 1):
+                ds.set_band_description(i, d)
+            for r in range(0, size, tile):
+                for c in range(0, size, tile):
+                    h, w = min(tile, size - r), min(tile, size - c)
+                    ds.write(np.roll(t, (r // 7 + c // 5), axis=2)[:, :h, :w],
+                             window=rasterio.windows.Window(c, r, w, h))
+        paths.append(str(p))
+    return paths[0], paths[1]
+
+
+def conv_peak() -> tuple[float, str]:
+    """Best GFLOP/s of 3x3 convolutions (float32) over a few shapes and both memory layouts."""
+    best, where = 0.0, ""
+    with torch.inference_mode():
+        for cin, hw in ((16, 1024), (32, 512), (64, 256), (128, 128)):
+            conv = torch.nn.Conv2d(cin, cin, 3, padding=1)
+            x = torch.randn(1, cin, hw, hw)
+            for fmt in ("nchw", "channels_last"):
+                c, xi = (conv, x) if fmt == "nchw" else (conv.to(memory_format=torch.channels_last),
+                                                         x.contiguous(memory_format=torch.channels_last))
+                c(xi)
+                n = 5
+                t = time.perf_counter()
+                for _ in range(n):
+                    c(xi)
+                dt = (time.perf_counter() - t) / n
+                g = 2 * cin * cin * 9 * hw * hw / dt / 1e9
+                if g > best:
+                    best, where = g, f"{cin}->{cin} ch, {hw}x{hw}, {fmt}"
+    return best, where
+
+
+def encoder_gflop_per_mp() -> dict[str, float]:
+    from core.io.model_file import load_model
+
+    model, _ = load_model(MODEL)
+    out = {}
+    for m, enc in model.encoders.items():
+        macs = [0]
+
+        def hook(mod, inp, o):
+            macs[0] += o.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1] // mod.groups
+        hs = [mm.register_forward_hook(hook) for mm in enc.modules() if isinstance(mm, torch.nn.Conv2d)]
+        with torch.inference_mode():
+            enc(torch.zeros(1, enc.in_channels, 512, 512))
+        for h in hs:
+            h.remove()
+        out[m] = 2 * macs[0] / (512 * 512) * 1e6 / 1e9
+    return out
+
+
+def encoder_only_speed(block: int) -> float:
+    """Seconds for one S2 + S1 dense encoder pass over a block (BatchNorm folded, channels_last)."""
+    from core.engine.infer import EngineModel
+    from core.io.model_file import load_model
+
+    model, card = load_model(MODEL)
+    em = EngineModel(model, card, torch.device("cpu"))
+    xs = {"s2": torch.randn(1, 12, block, block), "s1": torch.randn(1, 2, block, block)}
+    for m, x in xs.items():
+        em.encode(m, x[..., :256, :256])
+    t = time.perf_counter()
+    for m, x in xs.items():
+        em.encode(m, x)
+    return time.perf_counter() - t
+
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from core.engine import SceneRequest, run_scene
+t = time.perf_counter()
+r = run_scene(SceneRequest(model={model!r}, optical={s2!r}, sar={s1!r}, mode="dense", block_size={block},
+                           outputs={{"probabilities": {out!r} + "/p.tif", "dominant": {out!r} + "/d.tif"}}))
+print(json.dumps({{"seconds": time.perf_counter() - t, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "blocks": r.blocks}}))
+"""
+
+
+def run_child(s2: str, s1: str, out: str, block: int) -> dict:
+    code = CHILD.format(root=str(ROOT), model=MODEL, s2=s2, s1=s1, out=out, block=block)
+    env = dict(os.environ, GDAL_CACHEMAX="256")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="skip the 8192 x 8192 run")
+    ap.add_argument("--block", type=int, default=2048, help="engine block size (default: 2048)")
+    a = ap.parse_args()
+    from core.engine import SceneRequest, run_scene
+    from core.engine.windows import default_halo, halo_overhead
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; bfloat16 fast path: "
+          f"{'yes' if 'avx512_bf16' in open('/proc/cpuinfo').read() or 'amx' in open('/proc/cpuinfo').read() else 'no (no AVX512-BF16/AMX: float32 only)'}")
+    peak, where = conv_peak()
+    print(f"convolution peak: {peak:.1f} GFLOP/s ({where})")
+    gf = encoder_gflop_per_mp()
+    per_px = gf["s2"] + gf["s1"]
+    print(f"encoder cost: S2 {gf['s2']:.1f} + S1 {gf['s1']:.1f} = {per_px:.1f} GFLOP per megapixel (dense, no halo)")
+    halo = default_halo(120, 16)
+    print(f"halo {halo} px; block {a.block} px -> halo overhead {100 * halo_overhead(a.block, halo):.1f} % "
+          f"(block 4096: {100 * halo_overhead(4096, halo):.1f} %)")
+    enc_s = encoder_only_speed(a.block + 2 * halo)
+    enc_mp = (a.block + 2 * halo) ** 2 / 1e6
+    print(f"encoders alone on one {a.block + 2 * halo}^2 block: {enc_s:.2f} s = {enc_mp / enc_s:.2f} MP/s = "
+          f"{enc_mp * per_px / enc_s:.1f} GFLOP/s = {enc_mp * per_px / enc_s / peak:.2f} of peak")
+
+    with tempfile.TemporaryDirectory(prefix="mosaic-bench-") as tmp:
+        tmp = Path(tmp)
+        s2, s1 = write_scene(tmp, 2048)
+        t = time.perf_counter()
+        r = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode="dense", block_size=a.block,
+                                   outputs={"probabilities": str(tmp / "p.tif")}))
+        dense_s = time.perf_counter() - t
+        mp = 2048 * 2048 / 1e6
+        print(f"dense engine, 2048^2 S2+S1 scene (read, infer, write): {dense_s:.1f} s = {mp / dense_s:.2f} MP/s = "
+              f"{mp * per_px / dense_s:.1f} useful GFLOP/s = {mp * per_px / dense_s / peak:.2f} of peak")
+        # sliding window on a 480 x 480 px extent, per output area
+        ext = (500000 + 10 * 512, 4000000 + 10 * 1024, 500000 + 10 * 992, 4000000 + 10 * 1504)
+        for stride, label in ((60, "50 % overlap (stride 60 px)"), (30, "stride 30 px")):
+            t = time.perf_counter()
+            rs = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode="sliding", stride=stride,
+                                        extent=ext, batch_size=32, outputs={"probabilities": str(tmp / f"s{stride}.tif")}))
+            sl = time.perf_counter() - t
+            smp = (rs.width * stride) * (rs.height * stride) / 1e6
+            print(f"sliding window at {label}: {smp / sl:.3f} MP/s -> dense is {(dense_s / mp) and (sl / smp) / (dense_s / mp):.1f}x faster")
+        full = 10980 * 10980 / 1e6
+        print(f"projected full 10980^2 Sentinel-2 tile with S1, dense: {full * dense_s / mp / 60:.1f} min on this machine")
+
+        rss = {}
+        sizes = (2048,) if a.quick else (2048, 8192)
+        for size in sizes:
+            s2p, s1p = (s2, s1) if size == 2048 else write_scene(tmp, size)
+            od = tmp / f"out{size}"
+            od.mkdir()
+            rss[size] = run_child(s2p, s1p, str(od), a.block)
+            print(f"whole run {size}^2: {rss[size]['seconds']:.1f} s, {rss[size]['blocks']} blocks, "
+                  f"peak RSS {rss[size]['maxrss_mb']:.0f} MB")
+        if 8192 in rss:
+            print(f"peak RSS ratio 8192^2 / 2048^2: {rss[8192]['maxrss_mb'] / rss[2048]['maxrss_mb']:.2f} "
+                  f"(scene 16x larger)")
+
+
+if __name__ == "__main__":
+    main()
