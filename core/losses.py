@@ -25,9 +25,19 @@ import torch.nn.functional as F
 from .distributed import gather_with_grad, global_sum, rank, world_size
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64 (exact reference checks); everything else computes in float32."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _same_shape(name: str, *xs: torch.Tensor) -> None:
+    if any(x.ndim != 2 for x in xs) or len({tuple(x.shape) for x in xs}) != 1:
+        raise ValueError(f"{name}: embeddings must be [n, d] of one shape, got {[tuple(x.shape) for x in xs]}")
+
+
 def jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Jaccard similarity [n, m] between multi-hot rows of ``a`` [n, C] and ``b`` [m, C]; 0 where both are empty."""
-    a, b = a.float(), b.float()
+    a, b = _wide(a), _wide(b)
     inter = a @ b.T
     union = a.sum(1, keepdim=True) + b.sum(1)[None, :] - inter
     return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
@@ -56,7 +66,7 @@ def weighted_contrastive(
             f"shapes do not fit: anchors {tuple(anchors.shape)}, candidates {tuple(candidates.shape)}, "
             f"weights {tuple(weights.shape)}"
         )
-    logits = (anchors @ candidates.T).float() / tau
+    logits = _wide(anchors @ candidates.T) / tau
     if exclude is not None:
         logits = logits.masked_fill(exclude, float("-inf"))
         weights = weights.masked_fill(exclude, 0.0)
@@ -76,6 +86,7 @@ def _normalised(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """SimCLR NT-Xent between two views [n, d] of the same local patches."""
+    _same_shape("nt_xent", z1, z2)
     n = z1.shape[0]
     cand = torch.cat([gather_with_grad(z1), gather_with_grad(z2)])
     big = cand.shape[0] // 2
@@ -85,7 +96,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1) -> torch.Tenso
     own = torch.cat([idx, idx + big])          # column of each anchor itself
     other = torch.cat([idx + big, idx])        # column of its other view
     rows = torch.arange(2 * n, device=z1.device)
-    weights = torch.zeros(2 * n, 2 * big, device=z1.device)
+    weights = torch.zeros(2 * n, 2 * big, device=z1.device, dtype=_wide(z1).dtype)
     weights[rows, other] = 1.0
     exclude = torch.zeros_like(weights, dtype=torch.bool)
     exclude[rows, own] = True
@@ -95,9 +106,10 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1) -> torch.Tenso
 
 def clip_info_nce(za: torch.Tensor, zb: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """Symmetric InfoNCE between two modalities [n, d] of the same local patches."""
+    _same_shape("clip_info_nce", za, zb)
     n = za.shape[0]
     ga, gb = gather_with_grad(za), gather_with_grad(zb)
-    weights = torch.zeros(n, ga.shape[0], device=za.device)
+    weights = torch.zeros(n, ga.shape[0], device=za.device, dtype=_wide(za).dtype)
     weights[torch.arange(n), torch.arange(n) + rank() * n] = 1.0
     ta, ca = weighted_contrastive(za, gb, weights, tau)
     tb, cb = weighted_contrastive(zb, ga, weights, tau)
@@ -115,28 +127,36 @@ def multilabel_supcon(
         labels: [n, C] multi-hot.
         labelled: [n] bool; unlabelled patches are neither anchors nor candidates.
     """
+    _same_shape("multilabel_supcon", *views)
     v = len(views)
     n = labels.shape[0]
+    if views[0].shape[0] != n or labelled.shape != (n,):
+        raise ValueError(f"multilabel_supcon: {views[0].shape[0]} embeddings, {n} label rows and "
+                         f"{tuple(labelled.shape)} labelled flags must agree")
     anchors = torch.cat(views)
+    labels = labels.to(_wide(views[0]).dtype)
     a_lab = labels.repeat(v, 1)
     a_ok = labelled.repeat(v)
     cand = torch.cat([gather_with_grad(x) for x in views])
-    g_lab = gather_with_grad(labels.float()).repeat(v, 1)
+    g_lab = gather_with_grad(labels).repeat(v, 1)
     g_ok = gather_with_grad(labelled.float()).bool().repeat(v)
     big = g_lab.shape[0] // v
     weights = jaccard(a_lab, g_lab) * a_ok[:, None] * g_ok[None, :]
     own = (torch.arange(n, device=labels.device) + rank() * n).repeat(v) + torch.arange(v, device=labels.device).repeat_interleave(n) * big
     exclude = ~g_ok[None, :].expand(v * n, -1).clone()
     exclude[torch.arange(v * n), own] = True
-    weights = weights.masked_fill(~a_ok[:, None], 0.0)
     total, count = weighted_contrastive(anchors, cand, weights, tau, exclude)
     return _normalised(total, count)
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
     """BCE-with-logits averaged over the labelled patches of the global batch."""
-    per = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(1)
-    m = labelled.float()
+    if logits.shape != labels.shape or labelled.shape != logits.shape[:1]:
+        raise ValueError(f"masked_bce: logits {tuple(logits.shape)}, labels {tuple(labels.shape)} and "
+                         f"labelled {tuple(labelled.shape)} must agree")
+    logits = _wide(logits)
+    per = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none").mean(1)
+    m = labelled.to(logits.dtype)
     return _normalised((per * m).sum(), m.sum())
 
 
