@@ -93,3 +93,18 @@ def test_missing_modality_still_classifies(trained):
     for mods in (("s2",), ("s1",)):
         out = predict(res.model, held, mods)
         assert np.isfinite(out["probs"]).all() and out["probs"].shape == (14, 19)
+
+
+def test_fine_tune_protocol_trains_only_the_head(tmp_path):
+    """--init MODEL --train-parts head: encoders stay as they were (BatchNorm statistics too)."""
+    from core.paths import RESOURCES
+
+    bundled = RESOURCES / "models" / "mosaic-small-ben19"
+    before, _ = load_model(bundled)
+    cfg = TrainConfig(data=str(SAMPLE_REBEN), splits=("validation",), out=str(tmp_path), epochs=1, batch_size=8,
+                      device="cpu", progress=False, init=str(bundled), train_parts="head", objective="supervised")
+    after = train(cfg).model.state_dict()
+    ref = before.state_dict()
+    enc = [k for k in ref if k.startswith("encoders.") and ref[k].is_floating_point()]
+    assert all(torch.equal(ref[k], after[k]) for k in enc)
+    assert not torch.equal(ref["head.bias"], after["head.bias"])
