@@ -15,8 +15,11 @@ env:  ## idempotent: apt packages, .venv, pip requirements (about 1 s when prese
 test: env
 	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
+# The main job through QGIS: classify the bundled Spain S1+S2 scene with mosaic:classify
+# (headless QgsApplication + Processing), write the rasters and a PNG map with a legend.
+# (`$(PYTHON) -m core demo` trains the small model on the bundled BigEarthNet sample.)
 demo: env
-	$(PYTHON) -m core demo
+	QT_QPA_PLATFORM=offscreen $(PYTHON) scripts/demo_qgis.py
 
 bench: env
 	$(PYTHON) benchmarks/train_throughput.py

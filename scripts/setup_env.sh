@@ -10,7 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv
 REQUIREMENTS=requirements/requirements.txt
 CONSTRAINTS=requirements/constraints.txt
-APT_PACKAGES=(python3-qgis python3-rasterio python3-venv xvfb qgis-providers)
+# qgis brings qgis_process (tested from the shell) and the desktop for screenshots
+APT_PACKAGES=(python3-qgis python3-rasterio python3-venv xvfb qgis-providers qgis)
 TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 LOCAL_WHEELS=${MOSAIC_WHEELS:-/opt/wheels}
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import qgis.utils
 from qgis.core import QgsApplication, QgsProcessingProvider
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
+from qgis.PyQt.QtWidgets import QDockWidget
 
 REQUIRED_METADATA = (
     "name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository",
@@ -81,8 +83,13 @@ def test_class_factory_init_gui_and_unload(qgis_iface) -> None:
         assert provider.name() == "MoSAiC"
         assert not provider.icon().pixmap(16, 16).isNull()
         assert sorted(alg.name() for alg in provider.algorithms()) == sorted(cls().name() for cls in ALGORITHMS)
+        assert sorted(alg.id() for alg in provider.algorithms()) == ["mosaic:classify", "mosaic:embed"]
+        assert plugin.dock is not None and plugin.dock.parent() is qgis_iface.mainWindow()
         plugin.unload()
         assert _registry_provider() is None
+        assert plugin.dock is None and plugin.actions == []
+        QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+        assert qgis_iface.mainWindow().findChildren(QDockWidget, "MosaicDock") == []
         plugin.unload()  # a second unload is harmless
 
 

@@ -1,0 +1,1 @@
+"""MoSAiC Processing algorithms, one per module; the provider lists them in ``ALGORITHMS``."""

@@ -1,0 +1,87 @@
+"""From QGIS layers and text fields to what ``core.engine`` takes: paths, band lists, a model.
+
+Shared by the Processing algorithms and the dock panel.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from qgis.core import QgsRasterLayer
+
+from .models import default_model_path, list_models
+
+
+def parse_band_list(text: str | None) -> list[str] | None:
+    """``"B01, B02 ,-"`` -> ``["B01", "B02", "-"]``; empty -> None (guess from band descriptions).
+
+    Presets the engine knows (``S2-13``, ``S2-12``) pass through as one item.
+    """
+    names = [part.strip() for part in re.split(r"[,;\s]+", text or "") if part.strip()]
+    return names or None
+
+
+def layer_path(layer: QgsRasterLayer) -> str:
+    """The GDAL dataset behind a raster layer; other providers (WMS, XYZ, ...) are refused."""
+    if layer.providerType() != "gdal":
+        raise ValueError(
+            f"Layer '{layer.name()}' comes from the {layer.providerType()} provider; MoSAiC reads "
+            "rasters GDAL can open: save the layer as a GeoTIFF (Export > Save As...) and use that."
+        )
+    return layer.source()
+
+
+def resolve_model(value: str | None) -> str:
+    """A model given as a path, or as the name of a bundled/user model; empty = the bundled one."""
+    value = (value or "").strip()
+    if not value:
+        return default_model_path()
+    if Path(value).exists() or Path(value + ".json").exists():
+        return value
+    for info in list_models():
+        if info.name == value:
+            return info.path
+    return value  # read_model_info() then says what is missing
+
+
+def guessed_band_lists(
+    optical: str | None, sar: str | None, model: str
+) -> tuple[list[str] | None, list[str] | None, dict[str, Any]]:
+    """The engine's band-name guess for each input ('-' = band the model does not use).
+
+    Returns (optical bands, SAR bands, the ``describe_inputs`` dict). Imports torch.
+
+    Raises:
+        ValueError: a band cannot be recognised or the model needs a band the file lacks;
+            the message says which and what to type instead.
+    """
+    from ..core.engine import describe_inputs  # lazy: the engine imports torch
+
+    try:
+        described = describe_inputs(optical, sar, model)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
+    lists: list[list[str] | None] = []
+    for key, label, field in (("optical", "optical", "Optical band names"), ("sar", "SAR", "SAR band names")):
+        info = described.get(key)
+        if info is None:
+            lists.append(None)
+            continue
+        bands = list(info["bands"])
+        need = described["model"]["s2_bands" if key == "optical" else "s1_bands"]
+        unknown = [i + 1 for i, name in enumerate(bands) if name == "?"]
+        if unknown:
+            raise ValueError(
+                f"The {label} layer's band(s) {unknown} have no recognisable name (descriptions: "
+                f"{info['descriptions']}). Type the band names in file order in '{field}', e.g. "
+                f"{','.join(need)}, with '-' for a band to ignore."
+            )
+        if info["missing"]:
+            raise ValueError(
+                f"The {label} layer lacks band(s) {', '.join(info['missing'])} that the model needs "
+                f"(its bands read as {','.join(bands)}). Choose another layer, or correct the names in '{field}'."
+            )
+        lists.append(bands)
+    return lists[0], lists[1], described

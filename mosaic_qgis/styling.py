@@ -1,0 +1,233 @@
+"""Renderers for MoSAiC output rasters and the one layer-tree group per run.
+
+- dominant class: paletted renderer with the model's class names and colours (legend = classes);
+- probabilities: one band per class named after it; shown as a grey ramp of the first band;
+- multi-hot: paletted over the class combinations present, labelled with their class names
+  (bit i = class i), or a ramp when there are too many combinations;
+- uncertainty: a pseudocolour ramp over the mean binary entropy, 0 (certain) to 1 bit;
+- embeddings: the first three dimensions as RGB, stretched;
+- clusters: paletted, a distinct qualitative colour per cluster.
+
+Everything here runs in the main thread except ``save_default_style``, which only builds
+a layer that is never added to a project (safe in a Processing worker thread).
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from qgis.core import (
+    Qgis,
+    QgsColorRampShader,
+    QgsContrastEnhancement,
+    QgsLayerTreeGroup,
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRasterBandStats,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandGrayRenderer,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+)
+from qgis.PyQt.QtGui import QColor
+
+# Output kinds in layer-tree order (top first) and their layer names.
+KIND_ORDER: tuple[str, ...] = ("dominant", "probabilities", "multihot", "uncertainty", "clusters", "embeddings")
+KIND_LABELS: dict[str, str] = {
+    "dominant": "Dominant class",
+    "probabilities": "Class probabilities",
+    "multihot": "Multi-hot classes",
+    "uncertainty": "Uncertainty",
+    "clusters": "Embedding clusters",
+    "embeddings": "Embeddings",
+}
+
+# Distinct colours for clusters (Kelly's colours of maximum contrast, white and black left out).
+CLUSTER_COLORS: tuple[str, ...] = (
+    "#f3c300", "#875692", "#f38400", "#a1caf1", "#be0032", "#c2b280", "#848482", "#008856",
+    "#e68fac", "#0067a5", "#f99379", "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17",
+    "#8db600", "#654522", "#e25822", "#2b3d26",
+)
+
+Classes = Sequence[tuple[str, str]]  # (name, "#rrggbb") in class-index order
+
+
+def cluster_colors(k: int) -> list[QColor]:
+    """``k`` distinct colours: the fixed palette, then evenly spaced hues."""
+    colors = [QColor(c) for c in CLUSTER_COLORS[:k]]
+    golden = 0.618033988749895
+    hue = 0.0
+    while len(colors) < k:
+        hue = (hue + golden) % 1.0
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.9)
+        colors.append(QColor.fromRgbF(r, g, b))
+    return colors
+
+
+def _band_range(layer: QgsRasterLayer, band: int) -> tuple[float, float]:
+    stats = layer.dataProvider().bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
+    lo, hi = stats.minimumValue, stats.maximumValue
+    if not (hi > lo):  # constant or empty band
+        hi = lo + 1.0
+    return lo, hi
+
+
+def _probability_range(layer: QgsRasterLayer) -> tuple[float, float]:
+    """Probabilities are 0..1 (floats) or scaled to the integer type's range."""
+    dtype = layer.dataProvider().dataType(1)
+    if dtype == Qgis.Byte:  # no scale applied: the engine stores p x 250 (255 = nodata)
+        return 0.0, 250.0
+    if dtype == Qgis.UInt16:
+        return 0.0, 65535.0
+    return 0.0, 1.0
+
+
+def paletted_renderer(layer: QgsRasterLayer, entries: Iterable[tuple[int, QColor, str]]) -> QgsPalettedRasterRenderer:
+    classes = [QgsPalettedRasterRenderer.Class(value, color, label) for value, color, label in entries]
+    return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+
+
+def _ramp_renderer(layer: QgsRasterLayer, ramp_name: str, lo: float, hi: float) -> QgsSingleBandPseudoColorRenderer:
+    ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
+    shader_fn = QgsColorRampShader(lo, hi, ramp, QgsColorRampShader.Interpolated)
+    shader_fn.classifyColorRamp(5, -1)
+    shader = QgsRasterShader(lo, hi)
+    shader.setRasterShaderFunction(shader_fn)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(lo)
+    renderer.setClassificationMax(hi)
+    return renderer
+
+
+def multihot_label(value: int, classes: Classes | None) -> str:
+    """``5`` -> ``"Urban fabric + Arable land"`` (bit i = class i); 0 -> ``"no class"``."""
+    if value == 0:
+        return "no class"
+    names = [name for i, (name, _) in enumerate(classes or ()) if value >> i & 1]
+    unknown = value >> len(classes or ()) if classes else value
+    if not classes or unknown:
+        return f"bits {value:b}"
+    return " + ".join(names)
+
+
+def _multihot_renderer(layer: QgsRasterLayer, classes: Classes | None, max_combinations: int = 64):
+    """Paletted over the class combinations present (legend lists them), else a ramp."""
+    found = QgsPalettedRasterRenderer.classDataFromRaster(layer.dataProvider(), 1)
+    values = sorted(int(c.value) for c in found)
+    if not values or len(values) > max_combinations:
+        return _ramp_renderer(layer, "Spectral", *_band_range(layer, 1))
+    colors = cluster_colors(len(values))
+    return paletted_renderer(layer, ((v, c, multihot_label(v, classes)) for v, c in zip(values, colors)))
+
+
+def style_layer(layer: QgsRasterLayer, kind: str, classes: Classes | None = None, k: int | None = None) -> None:
+    """Give an output layer its renderer.
+
+    Args:
+        layer: a valid raster written by the engine.
+        kind: one of ``KIND_ORDER``.
+        classes: the model's (name, colour) pairs, for ``dominant`` (and probability band names).
+        k: number of clusters, for ``clusters`` (else taken from the band's maximum).
+    """
+    provider = layer.dataProvider()
+    if kind == "dominant":
+        if not classes:
+            raise ValueError("the dominant-class style needs the model's classes")
+        renderer = paletted_renderer(layer, ((i, QColor(color), name) for i, (name, color) in enumerate(classes)))
+    elif kind == "clusters":
+        if k is None:
+            k = int(_band_range(layer, 1)[1]) + 1
+        renderer = paletted_renderer(layer, ((i, c, f"Cluster {i}") for i, c in enumerate(cluster_colors(k))))
+    elif kind == "probabilities":
+        renderer = QgsSingleBandGrayRenderer(provider, 1)
+        lo, hi = _probability_range(layer)
+        enhancement = QgsContrastEnhancement(provider.dataType(1))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(lo)
+        enhancement.setMaximumValue(hi)
+        renderer.setContrastEnhancement(enhancement)
+    elif kind == "uncertainty":
+        renderer = _ramp_renderer(layer, "Magma", 0.0, 1.0)  # mean binary entropy, bits
+    elif kind == "multihot":
+        renderer = _multihot_renderer(layer, classes)
+    elif kind == "embeddings":
+        bands = [1, 2, 3] if layer.bandCount() >= 3 else [1, 1, 1]
+        renderer = QgsMultiBandColorRenderer(provider, *bands)
+        for setter, band in zip(
+            (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement, renderer.setBlueContrastEnhancement),
+            bands,
+        ):
+            enhancement = QgsContrastEnhancement(provider.dataType(band))
+            enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+            lo, hi = _band_range(layer, band)
+            enhancement.setMinimumValue(lo)
+            enhancement.setMaximumValue(hi)
+            setter(enhancement)
+    else:
+        raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(KIND_ORDER)}")
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+def save_default_style(path: str, kind: str, classes: Classes | None = None, k: int | None = None) -> str | None:
+    """Write ``<raster>.qml`` next to an output so QGIS styles it whenever it is opened.
+
+    Returns the QML path, or None when the raster cannot be opened.
+    """
+    layer = QgsRasterLayer(path, Path(path).stem, "gdal")
+    if not layer.isValid():
+        return None
+    style_layer(layer, kind, classes, k)
+    qml = str(Path(path).with_suffix(".qml"))
+    message, ok = layer.saveNamedStyle(qml)
+    del layer
+    return qml if ok else None
+
+
+def new_run_group(project: QgsProject, name: str) -> QgsLayerTreeGroup:
+    """A new group for one run, at the top of the layer tree (a run never reuses another's group)."""
+    return project.layerTreeRoot().insertGroup(0, name)
+
+
+def place_in_group(project: QgsProject, layer: QgsRasterLayer, group: QgsLayerTreeGroup, kind: str) -> None:
+    """Move ``layer`` (in ``project``, in the tree or not) into ``group``, ordered by ``KIND_ORDER``."""
+    node = project.layerTreeRoot().findLayer(layer.id())
+    if node is not None and node.parent() is group:
+        return
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    position = 0
+    for child in group.children():
+        child_kind = child.customProperty("mosaic/kind")
+        if (KIND_ORDER.index(child_kind) if child_kind in KIND_ORDER else len(KIND_ORDER)) <= rank:
+            position += 1
+    new_node = group.insertLayer(position, layer)
+    new_node.setCustomProperty("mosaic/kind", kind)
+    if kind in ("probabilities", "embeddings", "multihot"):
+        new_node.setExpanded(False)
+    if node is not None:
+        node.parent().removeChildNode(node)
+
+
+def add_output_layers(
+    project: QgsProject,
+    outputs: dict[str, str],
+    group_name: str,
+    classes: Classes | None = None,
+    k: int | None = None,
+) -> list[QgsRasterLayer]:
+    """Load engine outputs (kind -> path) as styled layers in a new group; main thread only."""
+    layers = []
+    group = new_run_group(project, group_name)
+    for kind in sorted(outputs, key=lambda kd: KIND_ORDER.index(kd) if kd in KIND_ORDER else len(KIND_ORDER)):
+        layer = QgsRasterLayer(outputs[kind], KIND_LABELS.get(kind, kind), "gdal")
+        if not layer.isValid():
+            raise ValueError(f"the {kind} output {outputs[kind]} could not be opened")
+        style_layer(layer, kind, classes, k)
+        project.addMapLayer(layer, False)
+        place_in_group(project, layer, group, kind)
+        layers.append(layer)
+    return layers

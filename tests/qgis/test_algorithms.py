@@ -1,0 +1,194 @@
+"""mosaic:classify and mosaic:embed through processing.run on the real Spain S1+S2 sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import processing
+import pytest
+from osgeo import gdal
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+from .conftest import S2_BANDS_13
+
+MODEL_CARD = Path(__file__).resolve().parents[2] / "resources" / "models" / "mosaic-small-ben19.json"
+CLASSES = [(c["name"], c["color"]) for c in json.loads(MODEL_CARD.read_text())["classes"]]
+UTM_30N = "EPSG:32630"  # the local UTM zone of the scene (lon -0.76)
+
+
+def _group_layers(project: QgsProject, prefix: str) -> tuple[str, list[QgsRasterLayer]]:
+    groups = [g for g in project.layerTreeRoot().children() if g.name().startswith(prefix)]
+    assert len(groups) == 1, [g.name() for g in project.layerTreeRoot().children()]
+    return groups[0].name(), [node.layer() for node in groups[0].findLayers()]
+
+
+def _check_grid(layer: QgsRasterLayer, source: QgsRasterLayer) -> None:
+    """Output in the local UTM zone, covering the input footprint to within one output pixel."""
+    assert layer.crs().authid() == UTM_30N
+    footprint = QgsCoordinateTransform(source.crs(), layer.crs(), QgsProject.instance()).transformBoundingBox(
+        source.extent()
+    )
+    extent, pixel = layer.extent(), layer.rasterUnitsPerPixelX()
+    assert pixel == pytest.approx(160.0)  # 10 m grid, output stride 16
+    assert extent.intersect(footprint).area() > 0.95 * footprint.area()
+    for out_edge, in_edge in (
+        (extent.xMinimum(), footprint.xMinimum()), (extent.xMaximum(), footprint.xMaximum()),
+        (extent.yMinimum(), footprint.yMinimum()), (extent.yMaximum(), footprint.yMaximum()),
+    ):
+        assert abs(out_edge - in_edge) <= pixel
+
+
+def test_provider_and_algorithm_metadata(mosaic_plugin) -> None:
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("mosaic")
+    assert provider.name() == "MoSAiC" and not provider.icon().isNull()
+    assert sorted(a.id() for a in provider.algorithms()) == ["mosaic:classify", "mosaic:embed"]
+    for alg in provider.algorithms():
+        assert type(alg.createInstance()) is type(alg)
+        assert alg.name() == alg.name().lower() and " " not in alg.name()
+        assert alg.displayName() and len(alg.shortHelpString()) > 100
+        for param in alg.parameterDefinitions():
+            assert param.name() == param.name().upper(), param.name()
+            assert param.help(), f"{alg.id()} {param.name()} has no help text"
+        assert alg.parameterDefinition("MODEL").defaultValue().endswith("mosaic-small-ben19.json")
+        assert alg.parameterDefinition("DEVICE").defaultValue() == "auto"
+        assert alg.parameterDefinition("BATCH_SIZE").defaultValue() == 16
+        ok, message = alg.canExecute()
+        assert ok, message
+
+
+def test_classify_loads_styled_layers_in_one_group(mosaic_plugin, sample_layers, project, tmp_path) -> None:
+    s2, s1 = sample_layers
+    feedback = QgsProcessingFeedback()
+    results = processing.runAndLoadResults(
+        "mosaic:classify",
+        {
+            "OPTICAL": s2, "SAR": s1, "OPTICAL_BANDS": S2_BANDS_13,
+            "PROBABILITIES": str(tmp_path / "probabilities.tif"),
+            "DOMINANT": "TEMPORARY_OUTPUT",
+            "MULTIHOT": str(tmp_path / "multihot.tif"),
+            "UNCERTAINTY": str(tmp_path / "uncertainty.tif"),
+        },
+        feedback=feedback,
+    )
+    assert set(results) == {"PROBABILITIES", "DOMINANT", "MULTIHOT", "UNCERTAINTY"}
+    for path in results.values():
+        assert Path(path).is_file()
+        assert Path(path).with_suffix(".qml").is_file()  # styled whenever the file is opened
+    group, layers = _group_layers(project, "MoSAiC classify: Spain S2")
+    by_name = {layer.name(): layer for layer in layers}
+    assert [layer.name() for layer in layers] == ["Dominant class", "Class probabilities", "Multi-hot classes", "Uncertainty"]
+    for layer in layers:
+        _check_grid(layer, s2)
+
+    dominant = by_name["Dominant class"]
+    assert dominant.bandCount() == 1
+    assert dominant.renderer().type() == "paletted"
+    palette = dominant.renderer().classes()
+    assert [(c.value, c.label, c.color.name()) for c in palette] == [
+        (i, name, QColor(color).name()) for i, (name, color) in enumerate(CLASSES)
+    ]
+    assert [label for label, _ in dominant.renderer().legendSymbologyItems()] == [n for n, _ in CLASSES]
+
+    probabilities = by_name["Class probabilities"]
+    assert probabilities.bandCount() == len(CLASSES) == 19
+    assert probabilities.renderer().type() == "singlebandgray"
+    for band, (name, _) in enumerate(CLASSES, start=1):
+        assert probabilities.bandName(band).endswith(f": {name}")
+    ds = gdal.Open(results["PROBABILITIES"])
+    assert [ds.GetRasterBand(i).GetDescription() for i in range(1, 20)] == [n for n, _ in CLASSES]
+    ds = None
+
+    assert by_name["Multi-hot classes"].bandCount() == 1
+    assert by_name["Multi-hot classes"].renderer().type() in ("paletted", "singlebandpseudocolor")
+    assert by_name["Uncertainty"].renderer().type() == "singlebandpseudocolor"
+    assert any("optical" in line.lower() or "grid" in line.lower() for line in feedback.textLog().splitlines())
+
+
+def test_embed_runs_without_loading_and_styles_files(mosaic_plugin, sample_layers, project, tmp_path) -> None:
+    """processing.run (no loading) with guessed band names: files only, each with its .qml."""
+    s2, s1 = sample_layers
+    results = processing.run(
+        "mosaic:embed",
+        {
+            "OPTICAL": s2, "SAR": s1, "CLUSTER_COUNT": 5, "CLUSTER_SAMPLE": 2000,
+            "EMBEDDINGS": str(tmp_path / "emb.tif"), "CLUSTERS": str(tmp_path / "clusters.tif"),
+        },
+    )
+    assert project.mapLayers() == {s2.id(): s2, s1.id(): s1}  # processing.run loads nothing
+    embeddings = QgsRasterLayer(results["EMBEDDINGS"], "emb")
+    clusters = QgsRasterLayer(results["CLUSTERS"], "clusters")
+    assert embeddings.isValid() and clusters.isValid()
+    _check_grid(embeddings, s2)
+    _check_grid(clusters, s2)
+    assert embeddings.bandCount() > 3
+    assert embeddings.renderer().type() == "multibandcolor"  # from the .qml sidecar
+    assert clusters.renderer().type() == "paletted"
+    palette = clusters.renderer().classes()
+    assert [c.label for c in palette] == [f"Cluster {i}" for i in range(5)]
+    assert len({c.color.name() for c in palette}) == 5
+    del embeddings, clusters
+
+
+@pytest.fixture
+def context(project) -> QgsProcessingContext:
+    ctx = QgsProcessingContext()
+    ctx.setProject(project)
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("alg_id", "changes", "message"),
+    [
+        ("mosaic:classify", {"OPTICAL": None, "SAR": None}, "Choose an optical layer, a SAR layer, or both"),
+        ("mosaic:classify", {"DEVICE": "gpu"}, "Device 'gpu' is not understood: use auto, cpu or cuda:N"),
+        ("mosaic:classify", {k: None for k in ("PROBABILITIES", "DOMINANT", "MULTIHOT", "UNCERTAINTY")},
+         "Choose at least one output"),
+        ("mosaic:classify", {"MODEL": "/nowhere/model.json"}, "model card /nowhere/model.json not found"),
+        ("mosaic:classify", {"OPTICAL": "SAR_LAYER", "SAR": None}, "The optical layer lacks band(s) B01"),
+        ("mosaic:embed", {"CLUSTER_COUNT": 200, "CLUSTER_SAMPLE": 150}, "smaller than the number of clusters (200)"),
+    ],
+)
+def test_invalid_parameters_are_rejected_with_a_message(
+    mosaic_plugin, sample_layers, context, alg_id, changes, message
+) -> None:
+    s2, s1 = sample_layers
+    alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+    params = {"OPTICAL": s2.id(), "SAR": s1.id()}
+    params.update({k: (s1.id() if v == "SAR_LAYER" else v) for k, v in changes.items()})
+    params = {k: v for k, v in params.items() if v is not None or k not in ("OPTICAL", "SAR")}
+    ok, text = alg.checkParameterValues(params, context)
+    assert not ok
+    assert message in text
+    with pytest.raises(QgsProcessingException, match="Unable to execute algorithm"):
+        processing.run(alg_id, params, context=context, feedback=QgsProcessingFeedback())
+
+
+def test_wgs84_extent_limits_the_output(mosaic_plugin, sample_layers, project, tmp_path) -> None:
+    """An extent in another CRS (EPSG:4326) crops the output grid."""
+    s2, _ = sample_layers
+    full = s2.extent()
+    west_half = f"{full.xMinimum()},{full.center().x()},{full.yMinimum()},{full.yMaximum()} [EPSG:4326]"
+    results = processing.run(
+        "mosaic:classify",
+        {"OPTICAL": s2, "OPTICAL_BANDS": "S2-13", "EXTENT": west_half, "DOMINANT": str(tmp_path / "d.tif"),
+         "PROBABILITIES": None},
+    )
+    assert set(results) == {"DOMINANT"}
+    layer = QgsRasterLayer(results["DOMINANT"], "d")
+    half = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem("EPSG:4326"), layer.crs(), QgsProject.instance()
+    ).transformBoundingBox(s2.extent())
+    assert layer.extent().width() < 0.6 * half.width()
+    del layer

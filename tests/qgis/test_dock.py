@@ -1,0 +1,116 @@
+"""The dock panel driven with qtbot: choose layers, run, cancel; errors in the message bar."""
+
+from __future__ import annotations
+
+
+import pytest
+from qgis.core import Qgis, QgsApplication
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def dock(mosaic_plugin, qgis_iface, tmp_path):
+    dock = mosaic_plugin.dock
+    assert dock is not None and dock.objectName() == "MosaicDock"
+    dock.output_dir.setFilePath(str(tmp_path / "out"))
+    dock.optical_bands.clear()
+    dock.sar_bands.clear()
+    dock.extent_check.setChecked(False)
+    qgis_iface.messageBar().clear_messages()
+    yield dock
+    assert dock.task is None
+
+
+def test_dock_lists_models_with_classes_and_bands(dock, sample_layers) -> None:
+    assert dock.model_combo.count() >= 1
+    assert dock.model_combo.itemText(0) == "mosaic-small-ben19 (bundled)"
+    assert dock.class_list.count() == 19
+    assert dock.class_list.item(0).text() == "Urban fabric"
+    assert "B01 B02" in dock.model_bands.text() and "VV VH" in dock.model_bands.text()
+    s2, s1 = sample_layers
+    dock.optical_combo.setLayer(s2)  # raster layers only: the combo's filter
+    assert dock.optical_combo.currentLayer() is s2
+    assert "13 bands" in dock.optical_bands.placeholderText()
+
+
+def test_run_classify_adds_styled_layers(dock, sample_layers, project, qtbot, qgis_iface, tmp_path) -> None:
+    s2, s1 = sample_layers
+    dock.optical_combo.setLayer(s2)
+    dock.sar_combo.setLayer(s1)
+    dock.classify_button.click()  # the stub main window is hidden, so no mouse events
+    task = dock.task
+    assert task is not None and not dock.classify_button.isEnabled() and dock.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: dock.task is None, timeout=TIMEOUT_MS)
+    assert task.error == "" and not task.cancelled
+    assert qgis_iface.messageBar().get_messages(Qgis.Critical) == []
+    groups = project.layerTreeRoot().children()
+    assert groups[0].name().startswith("MoSAiC classify: Spain S2 (mosaic-small-ben19")
+    layers = [node.layer() for node in groups[0].findLayers()]
+    assert [layer.name() for layer in layers] == ["Dominant class", "Class probabilities"]
+    assert layers[0].renderer().type() == "paletted"
+    assert layers[0].renderer().classes()[2].label == "Arable land"
+    assert layers[1].bandCount() == 19
+    assert sorted(p.name.split("_")[-2] for p in (tmp_path / "out").glob("*.tif")) == ["dominant", "probabilities"]
+    assert "Bands used: optical: B01,B02" in dock.status.text()
+    assert any("classify done" in m for m in qgis_iface.messageBar().get_messages(Qgis.Success))
+    dock.last_layers = []
+
+
+def test_cancel_leaves_no_file(dock, sample_layers, project, qtbot, qgis_iface, tmp_path) -> None:
+    s2, s1 = sample_layers
+    dock.optical_combo.setLayer(s2)
+    dock.sar_combo.setLayer(s1)
+    dock.embed_button.click()
+    task = dock.task
+    dock.cancel_button.click()
+    qtbot.waitUntil(lambda: dock.task is None, timeout=TIMEOUT_MS)
+    assert task.cancelled and task.result is None
+    assert list((tmp_path / "out").iterdir()) == []  # no output, no temporary file
+    assert project.layerTreeRoot().findGroups() == []
+    assert any("cancelled" in m for m in qgis_iface.messageBar().get_messages(Qgis.Info))
+    assert dock.classify_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def test_cancel_a_running_task_stops_within_a_block(mosaic_plugin, sample_layers, qtbot, tmp_path) -> None:
+    """A SceneTask cancelled after its first block: the engine stops and removes its files."""
+    from mosaic.mosaic_qgis.tasks import SceneTask
+
+    s2, s1 = sample_layers
+    outputs = {"probabilities": str(tmp_path / "p.tif"), "dominant": str(tmp_path / "d.tif")}
+    request = {"model": mosaic_plugin.dock.current_model().path, "optical": s2.source(), "sar": s1.source(),
+               "outputs": outputs, "block_size": 128}  # about 20 blocks
+    done = []
+    task = SceneTask("cancel test", request, on_done=done.append)
+    progress = []
+    task.progressChanged.connect(progress.append)
+    QgsApplication.taskManager().addTask(task)
+    qtbot.waitUntil(lambda: any(0 < p < 100 for p in progress), timeout=TIMEOUT_MS)
+    task.cancel()
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert done[0].cancelled and done[0].result is None and done[0].error == ""
+    assert max(progress) < 100
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_go_to_the_message_bar(dock, sample_layers, qgis_iface) -> None:
+    s2, s1 = sample_layers
+    dock.optical_combo.setLayer(None)
+    dock.sar_combo.setLayer(None)
+    assert dock.start("classify") is None
+    assert any("Choose an optical layer" in m for m in qgis_iface.messageBar().get_messages(Qgis.Critical))
+    qgis_iface.messageBar().clear_messages()
+    dock.optical_combo.setLayer(s1)  # a SAR file given as optical: the engine's band check names the fix
+    dock.start("classify")
+    assert dock.task is not None
+    dock_task = dock.task
+    from qgis.PyQt.QtTest import QTest
+
+    deadline = 120
+    while dock.task is not None and deadline:
+        QTest.qWait(500)
+        deadline -= 1
+    assert dock_task.error
+    messages = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert any("lacks band(s) B01" in m for m in messages), messages
+    assert QgsApplication.taskManager().countActiveTasks() == 0
