@@ -56,7 +56,8 @@ def run_job(job: dict) -> list[dict]:
     from core.eval.predict import predict
     from core.eval.probe import linear_probe
     from core.train.config import TrainConfig
-    from core.train.loop import resolve_device, train
+    from core.device import resolve_device
+    from core.train.loop import train
 
     torch.set_num_threads(job["threads"])
     job = {**job, "device": str(resolve_device(job["device"]))}

@@ -23,7 +23,7 @@ from core.data.reben import ReBenPatches  # noqa: E402
 from core.losses import LossWeights, mosaic_loss  # noqa: E402
 from core.models.mosaic import ModelConfig, MosaicModel  # noqa: E402
 from core.paths import SAMPLE_REBEN  # noqa: E402
-from core.train.loop import resolve_device  # noqa: E402
+from core.device import resolve_device  # noqa: E402
 from core.train.views import TwoViews  # noqa: E402
 
 REBEN_TRAIN = 237_871

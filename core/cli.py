@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {train,evaluate,export,demo}`` (run from the plugin folder).
+"""Command line: ``python -m core {train,evaluate,export,demo,classify,embed}`` (run from the plugin folder).
 
 Runs unchanged under ``torchrun --nproc_per_node=N -m core train ...``.
 """
@@ -134,7 +134,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .eval.evaluate import evaluate_model, summary_line
     from .io.model_file import load_model
-    from .train.loop import resolve_device
+    from .device import resolve_device
 
     dev = resolve_device(a.device)
     model, card = load_model(a.model, dev)
@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     d.set_defaults(func=cmd_demo)
+    from .engine.cli import add_commands
+
+    add_commands(sub)
     return p
 
 

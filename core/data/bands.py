@@ -11,6 +11,8 @@ S2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
 )
 S1_BANDS: tuple[str, ...] = ("VV", "VH")
+# Whole 13-band Sentinel-2 stacks (B10 included), e.g. Sen1Floods11 S2Hand files
+S2_13_BANDS: tuple[str, ...] = S2_BANDS[:10] + ("B10",) + S2_BANDS[10:]
 
 # Mean / std of the full reBEN (BigEarthNet v2.0) training split, per band.
 # S2 in reflectance x 10000 (Sen2Cor L2A), S1 in dB. Source: shared/data/README.md.

@@ -15,22 +15,11 @@ import rasterio
 import torch
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import calculate_default_transform, transform_bounds
+from rasterio.warp import calculate_default_transform
 
-from .bands import BEN19_CLASSES, S1_BANDS, S2_BANDS
+from .bands import BEN19_CLASSES, S2_13_BANDS, S2_BANDS
+from ..engine.align import utm_crs_for
 from .normalize import normalize
-
-# Sentinel-2 13-band stacks (B10 included), as in Sen1Floods11 S2Hand files
-S2_13_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-
-def utm_crs_for(bounds: tuple[float, float, float, float], crs) -> str:
-    """EPSG code of the UTM zone at the centre of ``bounds`` (given in ``crs``)."""
-    w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds)
-    lon, lat = (w + e) / 2, (s + n) / 2
-    zone = int((lon + 180) // 6) + 1
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
-
 
 class SceneWindows(torch.utils.data.Dataset):
     """Normalised unlabelled (s2, s1) windows of one scene, held in memory (small scenes only)."""

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .. import distributed as D
+from ..device import resolve_device
 from ..data.augment import AugmentConfig
 from ..data.reben import ReBenPatches
 from ..losses import mosaic_loss
@@ -29,20 +30,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     samples: int = 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> the local CUDA device when there is one, else CPU; 'cuda:N' checked to exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name} asked for, but torch sees no CUDA GPU: use --device cpu")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {name} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
-    return dev
 
 
 def _init_distributed(device: torch.device) -> None:

@@ -1,0 +1,345 @@
+"""Inputs of the scene engine: band mapping, units, the reference grid and warped readers.
+
+- Band mapping: each file band gets a model band name from an explicit list (``'-'`` or
+  ``''`` marks a band to ignore; the presets ``'S2-13'`` = B01..B12 with B8A and B10 and
+  ``'S2-12'`` = the model order without B10 name whole Sentinel-2 stacks; the S2-13 preset
+  ignores B10) or from the band
+  descriptions (``B2``, ``B02``, ``"B2 (blue)"``, ``VV``, ``VH``). A band the model needs
+  and the file lacks is an error that names it; so is a file band the model does not use
+  unless the mapping marks it ignored (``'-'``).
+- Units: SAR in linear power is converted to dB (``auto`` decides from the values: dB
+  backscatter is mostly negative, linear power never is). The optical processing level
+  (L1C / L2A) is read from the file name and metadata and compared with the model's.
+- Reference grid: the optical raster's grid when it is metric, north-up and at the model's
+  pixel size; else a north-up grid at the model's pixel size in the optical CRS (metric) or
+  in the local UTM zone. Only the overlap of both inputs (and of a user extent) is kept.
+- Readers: ``BandReader.read(row0, col0, rows, cols)`` returns float32 [C, rows, cols] on
+  the reference grid with NaN for no-data and for pixels outside the input, through a
+  ``WarpedVRT`` unless the input already is on the reference grid.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.transform import Affine
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from ..data.bands import S2_13_BANDS
+
+S2_13: tuple[str, ...] = S2_13_BANDS
+S2_12: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+# presets: whole-stack band orders; B10 (cirrus, absent from L2A and unused by the models) is ignored
+PRESETS: dict[str, tuple[str, ...]] = {"S2-13": tuple("-" if b == "B10" else b for b in S2_13), "S2-12": S2_12,
+                                       "S1-VV-VH": ("VV", "VH")}
+IGNORE = ("-", "", "ignore", "none")
+
+_S2_RE = re.compile(r"(?<![A-Za-z0-9])B0?(\d{1,2})(A?)(?![0-9])", re.IGNORECASE)
+_S1_RE = re.compile(r"(?<![A-Za-z])(VV|VH|HH|HV)(?![A-Za-z])", re.IGNORECASE)
+
+
+def canonical_band(name: str) -> str | None:
+    """'B2', 'b02', 'B2 (blue)', 's2_B8A.jp2' -> 'B02' / 'B8A'; 'VV_dB' -> 'VV'; else None."""
+    if not name:
+        return None
+    m = _S2_RE.search(name)
+    if m:
+        num, a = int(m.group(1)), m.group(2).upper()
+        if 1 <= num <= 12 and (not a or num == 8):
+            return f"B{num}A" if a else f"B{num:02d}"
+    m = _S1_RE.search(name)
+    if m:
+        return m.group(1).upper()
+    return None
+
+
+def expand_bands(bands: Sequence[str] | str | None) -> list[str] | None:
+    """An explicit band list (or a preset name) as canonical names, '-' for ignored bands."""
+    if bands is None:
+        return None
+    if isinstance(bands, str):
+        if bands.upper() in PRESETS:
+            return list(PRESETS[bands.upper()])
+        bands = [b.strip() for b in bands.split(",")]
+    out = []
+    for b in bands:
+        if b.strip().lower() in IGNORE or b.strip() == "-":
+            out.append("-")
+        elif b.upper() in PRESETS:
+            out.extend(PRESETS[b.upper()])
+        else:
+            c = canonical_band(b)
+            if c is None:
+                raise ValueError(f"band name {b!r} is not a Sentinel-2 (B01..B12, B8A) or Sentinel-1 (VV, VH) "
+                                 f"band; use '-' to ignore a band")
+            out.append(c)
+    return out
+
+
+@dataclass
+class BandMapping:
+    """Which file band (1-based) feeds each model band, in model order."""
+
+    file_bands: list[str]        # per file band: canonical name or '-'
+    indexes: list[int]           # 1-based file band per model band
+    source: str                  # 'explicit' | 'descriptions'
+
+
+def map_bands(path: str, count: int, descriptions: Sequence[str | None], wanted: Sequence[str],
+              explicit: Sequence[str] | str | None, what: str) -> BandMapping:
+    """Map file bands to the model's ``wanted`` bands; errors name the band and the fix."""
+    names = expand_bands(explicit)
+    source = "explicit"
+    if names is None:
+        source = "descriptions"
+        names = [canonical_band(d or "") or "?" for d in descriptions]
+        unknown = [i + 1 for i, n in enumerate(names) if n == "?"]
+        if unknown:
+            raise ValueError(
+                f"{what} {path}: band(s) {unknown} have no recognisable description "
+                f"(descriptions: {list(descriptions)}); give the band names in file order, "
+                f"e.g. {','.join(wanted)} (or the preset S2-13 for a 13-band Sentinel-2 stack), '-' to ignore a band")
+    if len(names) != count:
+        raise ValueError(f"{what} {path} has {count} band(s) but the band list names {len(names)}: "
+                         f"{','.join(names)}")
+    dup = sorted({n for n in names if n != "-" and names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{what} {path}: band(s) {', '.join(dup)} appear more than once in {names}")
+    missing = [b for b in wanted if b not in names]
+    if missing:
+        raise ValueError(f"{what} {path} lacks band(s) {', '.join(missing)} that the model needs "
+                         f"(file bands: {', '.join(names)}; model bands: {', '.join(wanted)})")
+    extra = [f"{n} (band {i + 1})" for i, n in enumerate(names) if n != "-" and n not in wanted]
+    if extra:
+        fix = ",".join(n if n in wanted else "-" for n in names)
+        raise ValueError(f"{what} {path} has band(s) the model does not use: {', '.join(extra)}; "
+                         f"mark them ignored with '-' in the band list, e.g. {fix}")
+    return BandMapping(names, [names.index(b) + 1 for b in wanted], source)
+
+
+def guess_bands(descriptions: Sequence[str | None], count: int, modality: str) -> list[str]:
+    """A best guess of file band names for a UI to show and edit ('?' = unknown)."""
+    names = [canonical_band(d or "") or "?" for d in descriptions]
+    if all(n == "?" for n in names):
+        if modality == "s2" and count == 13:
+            return list(S2_13)
+        if modality == "s2" and count == 12:
+            return list(S2_12)
+        if modality == "s1" and count == 2:
+            return ["VV", "VH"]
+    return names
+
+
+def detect_level(path: str, tags: dict[str, str], file_bands: Sequence[str]) -> str | None:
+    """'L1C', 'L2A' or None (unknown), from the name, metadata, and B10 (only L1C has it)."""
+    text = " ".join([Path(path).name] + [f"{k}={v}" for k, v in tags.items()]).upper()
+    if "L2A" in text or "MSIL2A" in text or "BOA" in text:
+        return "L2A"
+    if "L1C" in text or "MSIL1C" in text or "TOA" in text:
+        return "L1C"
+    if "B10" in file_bands:
+        return "L1C"
+    return None
+
+
+def sar_is_linear(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> bool:
+    """True when the SAR values look like linear power (non-negative, median < 1)."""
+    scale = max(1, max(src.width, src.height) // 512)
+    shape = (len(indexes), max(1, src.height // scale), max(1, src.width // scale))
+    a = src.read(indexes, out_shape=shape, masked=True).astype("float64").filled(np.nan)
+    v = a[np.isfinite(a)]
+    if v.size == 0:
+        return False
+    return bool((v >= 0).mean() > 0.99 and np.median(v) < 1.0)
+
+
+def is_metric(crs: CRS | None) -> bool:
+    if crs is None or not crs.is_projected:
+        return False
+    try:
+        return abs(crs.linear_units_factor[1] - 1.0) < 1e-9
+    except Exception:  # noqa: BLE001 - CRS without units
+        return False
+
+
+def utm_crs_for(bounds: tuple[float, float, float, float], crs: CRS) -> CRS:
+    """The UTM zone (WGS 84) at the centre of ``bounds`` given in ``crs``."""
+    w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds)
+    lon, lat = (w + e) / 2, (s + n) / 2
+    zone = min(60, max(1, int((lon + 180) // 6) + 1))
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+@dataclass
+class Grid:
+    """A north-up reference grid."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def res(self) -> float:
+        return self.transform.a
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        t = self.transform
+        return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
+
+
+def _footprint(src, crs: CRS) -> tuple[float, float, float, float]:
+    """Bounds of a raster in ``crs`` (densified), whatever its transform (rotated ok)."""
+    h, w = src.height, src.width
+    xs, ys = [], []
+    for r, c in [(r, c) for r in np.linspace(0, h, 21) for c in (0, w)] + \
+                [(r, c) for c in np.linspace(0, w, 21) for r in (0, h)]:
+        x, y = src.transform * (c, r)
+        xs.append(x)
+        ys.append(y)
+    from rasterio.warp import transform as tr
+
+    if src.crs != crs:
+        xs, ys = tr(src.crs, crs, xs, ys)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def reference_grid(primary, others: Sequence, pixel_size: float,
+                   extent: tuple[float, float, float, float] | None = None,
+                   extent_crs: str | None = None) -> tuple[Grid, bool]:
+    """The reference grid for ``primary`` (an open dataset) cut to the overlap with ``others``.
+
+    Returns (grid, native): native = the grid is primary's own pixel grid (read directly).
+    """
+    t = primary.transform
+    north_up = abs(t.b) < 1e-12 and abs(t.d) < 1e-12 and t.a > 0 and t.e < 0
+    if primary.crs is None:
+        raise ValueError(f"{primary.name} has no coordinate reference system: assign one (e.g. with "
+                         f"gdal_edit.py -a_srs) before running the engine")
+    if is_metric(primary.crs):
+        crs = primary.crs
+        native = north_up and abs(t.a - pixel_size) < 0.01 * pixel_size and abs(-t.e - pixel_size) < 0.01 * pixel_size
+    else:
+        crs = utm_crs_for(primary.bounds, primary.crs)
+        native = False
+    b = _footprint(primary, crs)
+    for o in others:
+        if o.crs is None:
+            raise ValueError(f"{o.name} has no coordinate reference system: assign one before running")
+        ob = _footprint(o, crs)
+        b = (max(b[0], ob[0]), max(b[1], ob[1]), min(b[2], ob[2]), min(b[3], ob[3]))
+        if b[0] >= b[2] or b[1] >= b[3]:
+            raise ValueError(f"the inputs do not overlap: {primary.name} and {o.name} cover different places "
+                             f"(check that both are of the same scene and have the right CRS)")
+    if extent is not None:
+        ecrs = CRS.from_user_input(extent_crs) if extent_crs else crs
+        xmin, ymin, xmax, ymax = extent
+        if xmin >= xmax or ymin >= ymax:
+            raise ValueError(f"extent {extent} is empty: give xmin, ymin, xmax, ymax")
+        eb = transform_bounds(ecrs, crs, xmin, ymin, xmax, ymax, densify_pts=21) if ecrs != crs else extent
+        b = (max(b[0], eb[0]), max(b[1], eb[1]), min(b[2], eb[2]), min(b[3], eb[3]))
+        if b[0] >= b[2] or b[1] >= b[3]:
+            raise ValueError(f"the extent {extent} ({extent_crs or crs.to_string()}) does not overlap the input(s)")
+    if native:
+        # snap the overlap outward to primary's pixel grid
+        inv = ~t
+        c0, r0 = inv * (b[0], b[3])
+        c1, r1 = inv * (b[2], b[1])
+        c0, r0 = max(0, math.floor(c0 + 1e-6)), max(0, math.floor(r0 + 1e-6))
+        c1, r1 = min(primary.width, math.ceil(c1 - 1e-6)), min(primary.height, math.ceil(r1 - 1e-6))
+        transform = t * Affine.translation(c0, r0)
+        w, h = max(1, c1 - c0), max(1, r1 - r0)
+        # the grid is still primary's pixel grid, shifted by whole pixels
+        return Grid(crs, transform, w, h), True
+    x0 = math.floor(b[0] / pixel_size) * pixel_size
+    y1 = math.ceil(b[3] / pixel_size) * pixel_size
+    w = max(1, math.ceil((b[2] - x0) / pixel_size - 1e-6))
+    h = max(1, math.ceil((y1 - b[1]) / pixel_size - 1e-6))
+    return Grid(crs, Affine(pixel_size, 0, x0, 0, -pixel_size, y1), w, h), False
+
+
+class BandReader:
+    """Reads chosen bands of a raster on the reference grid, NaN for no-data / outside."""
+
+    def __init__(self, path: str, indexes: Sequence[int], grid: Grid, direct: bool,
+                 resampling: Resampling = Resampling.bilinear, to_db: bool = False) -> None:
+        self.src = rasterio.open(path)
+        self.indexes = list(indexes)
+        self.grid = grid
+        self.to_db = to_db
+        self.nodata = self.src.nodata
+        self.vrt = None
+        self.offset = (0, 0)
+        if direct:
+            inv = ~self.src.transform
+            c, r = inv * (grid.transform.c, grid.transform.f)
+            self.offset = (int(round(r)), int(round(c)))
+        else:
+            kw = {}
+            if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
+                kw["src_nodata"] = self.nodata
+            self.vrt = WarpedVRT(self.src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                                 height=grid.height, resampling=resampling, nodata=np.nan, dtype="float32",
+                                 **kw)
+
+    def read(self, row0: int, col0: int, rows: int, cols: int) -> np.ndarray:
+        out = np.full((len(self.indexes), rows, cols), np.nan, dtype=np.float32)
+        ds = self.vrt if self.vrt is not None else self.src
+        r_off, c_off = (0, 0) if self.vrt is not None else self.offset
+        lim_r = self.grid.height if self.vrt is not None else min(self.grid.height, ds.height - r_off)
+        lim_c = self.grid.width if self.vrt is not None else min(self.grid.width, ds.width - c_off)
+        r_a, r_b = max(0, row0), min(lim_r, row0 + rows)
+        c_a, c_b = max(0, col0), min(lim_c, col0 + cols)
+        if r_a >= r_b or c_a >= c_b:
+            return out
+        win = Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a)
+        a = ds.read(self.indexes, window=win, out_dtype="float32")
+        if self.vrt is None:
+            m = ds.read_masks(self.indexes[0], window=win) == 0
+            for i in self.indexes[1:]:
+                m |= ds.read_masks(i, window=win) == 0
+            a[:, m] = np.nan
+        if self.to_db:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = np.where(a > 0, 10.0 * np.log10(np.maximum(a, 1e-10)), np.nan).astype(np.float32)
+        out[:, r_a - row0: r_b - row0, c_a - col0: c_b - col0] = a
+        return out
+
+    def close(self) -> None:
+        if self.vrt is not None:
+            self.vrt.close()
+        self.src.close()
+
+
+def build_band_vrt(paths: Sequence[str], out: str, resampling: str = "bilinear") -> str:
+    """Stack single-band files (e.g. Sentinel-2 JP2 bands at 10/20/60 m) into one VRT at the
+    finest resolution, with band descriptions taken from the file names (s2_B8A.jp2 -> B8A)."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    vrt = gdal.BuildVRT(str(out), [str(p) for p in paths], separate=True, resolution="highest",
+                        resampleAlg=resampling)
+    if vrt is None:
+        raise ValueError(f"could not stack {list(paths)} into a VRT")
+    for i, p in enumerate(paths, 1):
+        name = canonical_band(Path(p).stem)
+        if name:
+            vrt.GetRasterBand(i).SetDescription(name)
+        ds = gdal.Open(str(p))  # keep the dataset alive while its band is used
+        nd = ds.GetRasterBand(1).GetNoDataValue()
+        ds = None
+        if nd is not None:
+            vrt.GetRasterBand(i).SetNoDataValue(nd)
+    vrt.FlushCache()
+    vrt = None
+    return str(out)

@@ -1,0 +1,240 @@
+"""Scene engine edge cases on small synthetic rasters, band mapping, units, geometry, CLI."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+from core.data.bands import S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD
+from core.engine import Cancelled, SceneRequest, describe_inputs, run_scene
+from core.engine import windows as W
+from core.engine.align import canonical_band, expand_bands
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = str(ROOT / "resources" / "models" / "mosaic-small-ben19")
+UTM = "EPSG:32633"
+
+
+def _raster(path: Path, kind: str, w: int, h: int, transform: Affine, crs: str = UTM, seed: int = 0,
+            descriptions=None, nodata=None, fill=None, linear=False) -> str:
+    rng = np.random.default_rng(seed)
+    if kind == "s2":
+        a = (np.array(S2_MEAN)[:, None, None] + np.array(S2_STD)[:, None, None] * 0.3 *
+             rng.standard_normal((12, h, w))).clip(1, None).astype("uint16")
+        descriptions = descriptions or list(S2_BANDS)
+    else:
+        a = (np.array(S1_MEAN)[:, None, None] + np.array(S1_STD)[:, None, None] * 0.3 *
+             rng.standard_normal((2, h, w))).astype("float32")
+        if linear:
+            a = (10 ** (a / 10)).astype("float32")
+        descriptions = descriptions or ["VV", "VH"]
+    if fill is not None:
+        fill(a)
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=a.shape[0], dtype=a.dtype, crs=crs,
+                       transform=transform, nodata=nodata) as ds:
+        ds.write(a)
+        for i, d in enumerate(descriptions, 1):
+            ds.set_band_description(i, d)
+    return str(path)
+
+
+def _tf(x0=500000.0, y0=4000000.0, res=10.0):
+    return Affine(res, 0, x0, 0, -res, y0)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def test_pool_weights_cover_the_window():
+    w = W.pool_weights(4, 0, 16, -128, 120, 16, 40)
+    assert np.allclose(w.sum(1), 1.0)
+    row = w[0][w[0] > 0]
+    # centre 8 px into a feature cell: 7.5 cells = 0.25 + 7 full + 0.25
+    assert len(row) == 9 and np.isclose(row[0], 4 / 120) and np.isclose(row[1], 16 / 120)
+    assert W.default_halo(120, 16) == 128
+    assert W.halo_overhead(2048, 128) == pytest.approx(0.2656, abs=1e-3)
+
+
+def test_band_names():
+    assert [canonical_band(s) for s in ("B2", "b02", "B2 (blue)", "s2_B8A", "B8a", "VV", "vh_db", "Band 1")] == \
+        ["B02", "B02", "B02", "B8A", "B8A", "VV", "VH", None]
+    assert expand_bands("S2-13")[10] == "-"
+    with pytest.raises(ValueError, match="B13"):
+        expand_bands(["B13"])
+
+
+# ----------------------------------------------------------------------------- mapping and units
+
+def test_missing_and_extra_bands_are_named(tmp_path):
+    s2 = _raster(tmp_path / "s2.tif", "s2", 40, 40, _tf())
+    out = {"dominant": str(tmp_path / "d.tif")}
+    with pytest.raises(ValueError, match="lacks band.*B8A"):
+        bands = list(S2_BANDS)
+        bands[8] = "-"
+        run_scene(SceneRequest(model=MODEL, optical=s2, optical_bands=bands, outputs=out))
+    desc = list(S2_BANDS)
+    desc[0] = "coastal"
+    bad = _raster(tmp_path / "bad.tif", "s2", 40, 40, _tf(), descriptions=desc)
+    with pytest.raises(ValueError, match=r"band\(s\) \[1\] have no recognisable description"):
+        run_scene(SceneRequest(model=MODEL, optical=bad, outputs=out))
+    res = run_scene(SceneRequest(model=MODEL, optical=bad, optical_bands=list(S2_BANDS), outputs=out))
+    assert Path(res.outputs["dominant"]).exists()
+    with pytest.raises(ValueError, match="has 12 band.*names 2"):
+        run_scene(SceneRequest(model=MODEL, optical=s2, optical_bands=["B02", "B03"], outputs=out))
+    with pytest.raises(FileNotFoundError):
+        run_scene(SceneRequest(model=MODEL, optical=str(tmp_path / "none.tif"), outputs=out))
+    with pytest.raises(ValueError, match="unknown output"):
+        run_scene(SceneRequest(model=MODEL, optical=s2, outputs={"nope": str(tmp_path / "n.tif")}))
+
+
+def test_linear_sar_is_converted_to_db(tmp_path):
+    db = _raster(tmp_path / "db.tif", "s1", 64, 64, _tf(), seed=3)
+    lin = _raster(tmp_path / "lin.tif", "s1", 64, 64, _tf(), seed=3, linear=True)
+    r1 = run_scene(SceneRequest(model=MODEL, sar=db, stride=32, probability_dtype="float32",
+                                outputs={"probabilities": str(tmp_path / "a.tif")}))
+    r2 = run_scene(SceneRequest(model=MODEL, sar=lin, stride=32, probability_dtype="float32",
+                                outputs={"probabilities": str(tmp_path / "b.tif")}))
+    assert any("linear power" in w for w in r2.warnings) and not any("linear" in w for w in r1.warnings)
+    with rasterio.open(r1.outputs["probabilities"]) as a, rasterio.open(r2.outputs["probabilities"]) as b:
+        assert np.allclose(a.read(), b.read(), atol=1e-4)
+    assert describe_inputs(None, lin, MODEL)["sar"]["units"] == "linear"
+
+
+# ----------------------------------------------------------------------------- grids
+
+def test_shifted_and_rotated_sar_partial_overlap(tmp_path):
+    s2 = _raster(tmp_path / "s2.tif", "s2", 96, 80, _tf())
+    # SAR shifted by half a pixel and 300 m east: overlap = 660 m x 800 m
+    s1 = _raster(tmp_path / "s1.tif", "s1", 96, 80, _tf(500305.0))
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16,
+                                 outputs={"dominant": str(tmp_path / "d.tif")}))
+    with rasterio.open(res.outputs["dominant"]) as ds:
+        assert ds.transform.c == pytest.approx(500300.0)  # snapped to the optical grid inside the overlap
+        assert ds.bounds.right >= 500960.0 - 1e-6 and ds.width == 5
+        assert (ds.read(1) != 255).all()
+    # rotated SAR grid (10 degrees): warped onto the optical grid
+    rot = Affine.translation(500000.0, 4000000.0) * Affine.rotation(10) * Affine.scale(10, -10)
+    s1r = _raster(tmp_path / "s1r.tif", "s1", 96, 80, rot)
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1r, stride=16,
+                                 outputs={"dominant": str(tmp_path / "r.tif")}))
+    assert res.width >= 3 and res.height >= 3
+    # rotated optical: a north-up 10 m grid in its CRS
+    s2r = _raster(tmp_path / "s2r.tif", "s2", 64, 64, rot)
+    res = run_scene(SceneRequest(model=MODEL, optical=s2r, stride=16, outputs={"dominant": str(tmp_path / "o.tif")}))
+    with rasterio.open(res.outputs["dominant"]) as ds:
+        d = ds.read(1)
+        assert ds.transform.b == 0 and (d == 255).any() and (d != 255).any()  # corners outside = no data
+
+
+def test_no_overlap_is_a_clear_error(tmp_path):
+    s2 = _raster(tmp_path / "s2.tif", "s2", 40, 40, _tf())
+    s1 = _raster(tmp_path / "s1.tif", "s1", 40, 40, _tf(600000.0))
+    with pytest.raises(ValueError, match="do not overlap"):
+        run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, outputs={"dominant": str(tmp_path / "d.tif")}))
+    assert not list(tmp_path.glob("d.tif*")) and not list(tmp_path.glob(".d.tif*"))
+    with pytest.raises(ValueError, match="extent"):
+        run_scene(SceneRequest(model=MODEL, optical=s2, extent=(0, 0, 1, 1),
+                               outputs={"dominant": str(tmp_path / "d.tif")}))
+
+
+def test_all_nodata_blocks_and_nan(tmp_path):
+    def fill(a):
+        a[:, :, :128] = 0  # left half no data (S2 no-data 0)
+    s2 = _raster(tmp_path / "s2.tif", "s2", 256, 64, _tf(), nodata=0, fill=fill)
+
+    def nan(a):
+        a[:, :, :160] = np.nan
+    s1 = _raster(tmp_path / "s1.tif", "s1", 256, 64, _tf(), fill=nan)
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16, block_size=64,
+                                 outputs={"dominant": str(tmp_path / "d.tif"), "embeddings": str(tmp_path / "e.tif")}))
+    assert res.blocks == 4
+    with rasterio.open(res.outputs["dominant"]) as ds:
+        d = ds.read(1)
+    assert (d[:, :8] == 255).all() and (d[:, 8:] != 255).all()
+    with rasterio.open(res.outputs["embeddings"]) as ds:
+        e = ds.read()
+    assert np.isnan(e[:, :, :8]).all()
+    assert np.allclose(e[128:, :, 8:10], 0)   # S1 absent in cells 8-9: its half of the embedding is 0
+    assert np.allclose(np.linalg.norm(e[128:, :, 10:], axis=0), 1, atol=1e-4)
+    # a scene without any valid pixel gives an all-no-data raster, and clusters say why they cannot run
+    empty = _raster(tmp_path / "empty.tif", "s2", 32, 32, _tf(), nodata=0, fill=lambda a: a.fill(0))
+    res = run_scene(SceneRequest(model=MODEL, optical=empty, outputs={"dominant": str(tmp_path / "z.tif")}))
+    with rasterio.open(res.outputs["dominant"]) as ds:
+        assert (ds.read(1) == 255).all()
+    with pytest.raises(ValueError, match="too few"):
+        run_scene(SceneRequest(model=MODEL, optical=empty, outputs={"clusters": str(tmp_path / "c.tif")}))
+    assert not list(tmp_path.glob("c.tif")) and not list(tmp_path.glob(".c.tif*"))
+
+
+def test_one_pixel_wide_scene(tmp_path):
+    s2 = _raster(tmp_path / "s2.tif", "s2", 1, 50, _tf())
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, mode="dense", outputs={"probabilities": str(tmp_path / "p.tif"),
+                                                                  "dominant": str(tmp_path / "d.tif")}))
+    assert (res.width, res.height) == (1, 4)
+    with rasterio.open(res.outputs["dominant"]) as ds:
+        assert (ds.read(1) != 255).all()
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, mode="sliding", stride=16,
+                                 outputs={"dominant": str(tmp_path / "s.tif")}))
+    assert res.mode == "sliding" and (res.width, res.height) == (1, 4)
+
+
+def test_cancel_leaves_nothing(tmp_path):
+    s2 = _raster(tmp_path / "s2.tif", "s2", 128, 128, _tf())
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 2
+
+    seen = []
+    with pytest.raises(Cancelled):
+        run_scene(SceneRequest(model=MODEL, optical=s2, block_size=32,
+                               outputs={"dominant": str(tmp_path / "d.tif"), "clusters": str(tmp_path / "c.tif")}),
+                  progress=seen.append, is_cancelled=cancel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2.tif"]
+    assert seen and seen == sorted(seen) and max(seen) < 1
+
+
+def test_sliding_matches_model_forward(tmp_path):
+    """Sliding-window mode = the model's own patch classifier (BatchNorm folded, same numbers)."""
+    import torch
+
+    from core.data.normalize import normalize
+    from core.io.model_file import load_model
+
+    s2 = _raster(tmp_path / "s2.tif", "s2", 120, 120, _tf(), seed=5)
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, mode="sliding", stride=120, probability_dtype="float32",
+                                 outputs={"probabilities": str(tmp_path / "p.tif")}))
+    with rasterio.open(res.outputs["probabilities"]) as ds:
+        p = ds.read()[:, 0, 0]
+    with rasterio.open(s2) as ds:
+        x = normalize(ds.read().astype("float32"), "s2")
+    model, _ = load_model(MODEL)
+    with torch.no_grad():
+        ref = torch.sigmoid(model(s2=torch.from_numpy(x)[None])["logits"])[0].numpy()
+    assert np.allclose(p, ref, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli(tmp_path, capsys):
+    from core.engine.cli import add_commands
+
+    p = argparse.ArgumentParser(prog="python -m core")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_commands(sub)
+    with pytest.raises(SystemExit):
+        p.parse_args(["classify", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("--optical", "--sar", "--optical-bands", "--sar-units", "--mode", "--stride", "--device",
+                "--batch-size", "--threads", "--probabilities", "--dominant", "--multihot", "--uncertainty",
+                "--block-size", "--extent"):
+        assert opt in text
+    s2 = _raster(tmp_path / "s2.tif", "s2", 64, 64, _tf())
+    a = p.parse_args(["embed", "--optical", s2, "--clusters", str(tmp_path / "c.tif"), "--k", "3", "--quiet"])
+    assert a.func(a) == 0
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert set(np.unique(ds.read(1))) <= {0, 1, 2}
