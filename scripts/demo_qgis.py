@@ -172,7 +172,10 @@ def main() -> int:
         print(f"MoSAiC QGIS demo: classifying {S2.name} + {S1.name} with mosaic:classify (QGIS {Qgis.QGIS_VERSION})")
         t = time.perf_counter()
         results = processing.run(
-            "mosaic:classify", {"OPTICAL": str(S2), "SAR": str(S1), "DEVICE": args.device, **outputs},
+            # the sliding-window reference (what "auto" picks for this model) at a 160 m stride:
+            # a map fine enough to read on a 4 x 5 km scene
+            "mosaic:classify", {"OPTICAL": str(S2), "SAR": str(S1), "DEVICE": args.device, "MODE": 2, "STRIDE": 16,
+                                **outputs},
             feedback=feedback,
         )
         seconds = time.perf_counter() - t

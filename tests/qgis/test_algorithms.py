@@ -53,7 +53,7 @@ def test_provider_and_algorithm_metadata(mosaic_plugin) -> None:
     registry = QgsApplication.processingRegistry()
     provider = registry.providerById("mosaic")
     assert provider.name() == "MoSAiC" and not provider.icon().isNull()
-    assert sorted(a.id() for a in provider.algorithms()) == ["mosaic:classify", "mosaic:embed"]
+    assert sorted(a.id() for a in provider.algorithms()) == ["mosaic:classify", "mosaic:embed", "mosaic:finetune"]
     for alg in provider.algorithms():
         assert type(alg.createInstance()) is type(alg)
         assert alg.name() == alg.name().lower() and " " not in alg.name()
@@ -75,6 +75,7 @@ def test_classify_loads_styled_layers_in_one_group(mosaic_plugin, sample_layers,
         "mosaic:classify",
         {
             "OPTICAL": s2, "SAR": s1, "OPTICAL_BANDS": S2_BANDS_13,
+            "MODE": 1, "STRIDE": 16,  # dense at the encoder stride: 160 m output pixels
             "PROBABILITIES": str(tmp_path / "probabilities.tif"),
             "DOMINANT": "TEMPORARY_OUTPUT",
             "MULTIHOT": str(tmp_path / "multihot.tif"),
@@ -122,7 +123,7 @@ def test_embed_runs_without_loading_and_styles_files(mosaic_plugin, sample_layer
     results = processing.run(
         "mosaic:embed",
         {
-            "OPTICAL": s2, "SAR": s1, "CLUSTER_COUNT": 5, "CLUSTER_SAMPLE": 2000,
+            "OPTICAL": s2, "SAR": s1, "CLUSTER_COUNT": 5, "CLUSTER_SAMPLE": 2000, "MODE": 1, "STRIDE": 16,
             "EMBEDDINGS": str(tmp_path / "emb.tif"), "CLUSTERS": str(tmp_path / "clusters.tif"),
         },
     )
