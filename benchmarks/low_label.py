@@ -259,7 +259,11 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per run")
     p.add_argument("--no-scene", action="store_true", help="no unlabelled scene windows in the training pool")
+    p.add_argument("--inputs", nargs="+", default=list(MODS), choices=list(MODS), help="input sets to run")
+    p.add_argument("--resume", help="raw.jsonl of an interrupted run: skip the runs it holds, keep its rows")
+    p.add_argument("--no-baselines", action="store_true", help="skip the class prior and the random forest")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, fraction 1.0, 2 epochs")
+    p.add_argument("--list", action="store_true", help="print the runs that would train, and stop")
     a = p.parse_args()
     if a.quick:
         a.seeds, a.fractions, a.epochs = [0], [1.0], 2
@@ -268,21 +272,28 @@ def main() -> None:
     scene = None if a.no_scene else _spain_paths(SPAIN) or _spain_paths(Path(__file__).resolve().parents[2] / "shared/data/sen1floods11-spain")
     common = dict(data=a.data, epochs=a.epochs, batch=a.batch, lr=a.lr, device=a.device, threads=a.threads, scene=scene)
     jobs = []
+    old = [json.loads(line) for line in open(a.resume)] if a.resume else []
+    held = {(r["method"], r["inputs"], r["fraction"], r["seed"]) for r in old}
     for seed in a.seeds:
-        for mods in MODS:
+        for mods in a.inputs:
             for method in ("supervised", "mosaic"):
                 for f in a.fractions:
-                    keep = seed == a.seeds[0] and mods == "s1+s2" and f == max(a.fractions)
+                    keep = seed == a.seeds[-1] and mods == "s1+s2" and f == max(a.fractions)
                     jobs.append({**common, "method": method, "mods": mods, "fraction": f, "seed": seed,
                                  "keep_embeddings": keep})
             for method in ("simclr",) + (("clip",) if mods == "s1+s2" else ()):
                 jobs.append({**common, "method": method, "mods": mods, "seed": seed, "fractions": a.fractions})
+    names = {"supervised": "supervised (BCE)", "mosaic": "MoSAiC", "simclr": "SimCLR + probe", "clip": "CLIP + probe"}
+    jobs = [j for j in jobs if (names[j["method"]], j["mods"], j.get("fraction", max(a.fractions)), j["seed"]) not in held]
     for i, j in enumerate(jobs):
         j["run_dir"] = str(out / "runs" / f"{i:03d}-{j['method']}-{j['mods']}-{j.get('fraction', 'all')}-s{j['seed']}")
+    if a.list:
+        print("\n".join(Path(j["run_dir"]).name for j in jobs))
+        return
     t0 = time.perf_counter()
     print(f"{len(jobs)} training runs, {a.epochs} epochs each, {a.jobs} in parallel on {a.device}; "
           f"unlabelled scene windows: {'yes' if scene else 'no'}", flush=True)
-    rows = simple_baselines(a.data, a.fractions, a.seeds)
+    rows = old + ([] if a.no_baselines or old else simple_baselines(a.data, a.fractions, a.seeds))
     ctx = mp.get_context("spawn")
     with ctx.Pool(a.jobs) as pool, open(out / "raw.jsonl", "w") as raw:
         for r in rows:
