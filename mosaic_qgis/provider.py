@@ -10,12 +10,13 @@ from qgis.PyQt.QtGui import QIcon
 from . import deps
 from .algorithms.classify import ClassifyAlgorithm
 from .algorithms.embed import EmbedAlgorithm
+from .algorithms.finetune import FinetuneAlgorithm
 
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "mosaic.svg"
 
 # Algorithm classes offered by the provider, in toolbox order. Add a class here
 # (one algorithm per module under ``algorithms/``) and it appears in Processing.
-ALGORITHMS: tuple[type[QgsProcessingAlgorithm], ...] = (ClassifyAlgorithm, EmbedAlgorithm)
+ALGORITHMS: tuple[type[QgsProcessingAlgorithm], ...] = (ClassifyAlgorithm, EmbedAlgorithm, FinetuneAlgorithm)
 
 
 class MosaicProvider(QgsProcessingProvider):

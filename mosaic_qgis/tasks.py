@@ -76,3 +76,57 @@ class SceneTask(QgsTask):
             self.cancelled = True  # cancelled before or while running
         if self.on_done is not None:
             self.on_done(self)
+
+
+class FinetuneTask(QgsTask):
+    """Runs ``core.fewshot.finetune_from_polygons`` for a dict of its keyword arguments.
+
+    The polygons are read from the label layer in the main thread (``labels``) and passed
+    in as plain data, so the worker thread never touches a layer.
+    """
+
+    def __init__(self, description: str, arguments: dict[str, Any],
+                 on_done: Callable[[FinetuneTask], None] | None = None) -> None:
+        super().__init__(description, QgsTask.CanCancel)
+        self.arguments = dict(arguments)
+        self.on_done = on_done
+        self.result = None  # core.fewshot.FinetuneResult on success
+        self.error = ""
+        self.details = ""
+        self.cancelled = False
+        self.log: list[str] = []
+
+    def run(self) -> bool:
+        try:
+            from ..core.fewshot import FinetuneConfig, finetune_from_polygons  # lazy: imports torch
+            from .inputs import guessed_band_lists
+
+            args = dict(self.arguments)
+            args["cfg"] = FinetuneConfig(**args.get("cfg", {}))
+            if (args.get("optical") and args.get("optical_bands") is None) or (
+                args.get("sar") and args.get("sar_bands") is None
+            ):
+                optical, sar, _ = guessed_band_lists(args.get("optical"), args.get("sar"), args["base"])
+                args["optical_bands"] = args.get("optical_bands") or optical
+                args["sar_bands"] = args.get("sar_bands") or sar
+            self.result = finetune_from_polygons(
+                **args, progress=lambda f: self.setProgress(100.0 * f), is_cancelled=self.isCanceled,
+                log=self.log.append,
+            )
+            return True
+        except Exception as e:  # noqa: BLE001 - everything is reported through the message bar
+            if type(e).__name__ == "Cancelled":
+                self.cancelled = True
+            elif isinstance(e, (ValueError, FileNotFoundError, OSError)):
+                self.error = str(e)
+            else:
+                self.error = f"unexpected error ({type(e).__name__}: {e}); details in the MoSAiC log"
+                self.details = traceback.format_exc()
+                QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
+            return False
+
+    def finished(self, result: bool) -> None:  # noqa: FBT001 (QGIS API)
+        if not result and not self.error:
+            self.cancelled = True
+        if self.on_done is not None:
+            self.on_done(self)

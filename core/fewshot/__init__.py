@@ -17,3 +17,6 @@ __all__ = [
     "Cancelled", "FinetuneConfig", "FinetuneResult", "LabelledPolygon", "SampleSet", "extend_model",
     "extract_samples", "finetune", "label_hash", "parse_labels", "split_by_polygon",
 ]
+from .pipeline import class_list, finetune_from_polygons  # noqa: E402
+
+__all__ += ["class_list", "finetune_from_polygons"]

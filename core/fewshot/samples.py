@@ -299,7 +299,6 @@ def unlabelled_windows(scene: SceneReaders, limit: int = 64, stride: int | None 
 def split_by_polygon(samples: SampleSet, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) window indices; whole polygons go to validation (no leakage between
     overlapping windows), and every class keeps at least one training polygon."""
-    n_poly = int(samples.polygon.max()) + 1 if len(samples) else 0
     polys = np.unique(samples.polygon)
     if share <= 0 or len(polys) < 2:
         return np.arange(len(samples)), np.array([], dtype=int)
@@ -318,6 +317,5 @@ def split_by_polygon(samples: SampleSet, share: float, seed: int = 0) -> tuple[n
             val.append(int(q))
             for k in cl:
                 train_count[k] -= 1
-    del n_poly
     is_val = np.isin(samples.polygon, val)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -83,7 +83,7 @@ def test_class_factory_init_gui_and_unload(qgis_iface) -> None:
         assert provider.name() == "MoSAiC"
         assert not provider.icon().pixmap(16, 16).isNull()
         assert sorted(alg.name() for alg in provider.algorithms()) == sorted(cls().name() for cls in ALGORITHMS)
-        assert sorted(alg.id() for alg in provider.algorithms()) == ["mosaic:classify", "mosaic:embed"]
+        assert sorted(alg.id() for alg in provider.algorithms()) == ["mosaic:classify", "mosaic:embed", "mosaic:finetune"]
         assert plugin.dock is not None and plugin.dock.parent() is qgis_iface.mainWindow()
         plugin.unload()
         assert _registry_provider() is None

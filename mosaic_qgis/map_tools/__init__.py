@@ -1,0 +1,1 @@
+"""Map tools of the MoSAiC panel."""

@@ -1,0 +1,102 @@
+"""mosaic:finetune through processing.run on the real Spain sample, then classify again
+with the new model; clear errors for bad labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import processing
+import pytest
+from osgeo import gdal
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsField,
+    QgsGeometry,
+    QgsProcessingException,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from mosaic.mosaic_qgis.labels import add_labelled_polygon, create_label_layer
+
+from .conftest import S2_BANDS_13
+
+CORNERS = [(-0.775 + 0.009 * (i % 4), 38.09 + 0.009 * (i // 4)) for i in range(8)]
+LABELS = [["Arable land"], ["Orchards"], ["Arable land", "Orchards"], ["Urban fabric"]]
+
+
+def square(x: float, y: float, d: float = 0.003) -> QgsGeometry:
+    return QgsGeometry.fromRect(QgsRectangle(x, y, x + d, y + d))
+
+
+def training_areas(labels=None, field: str = "klass", sep: str = ",", shift: float = 0.0) -> QgsVectorLayer:
+    """A memory layer of training areas with its own field name and separator (not a MoSAiC layer)."""
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "training areas", "memory")
+    layer.dataProvider().addAttributes([QgsField(field, QVariant.String)])
+    layer.updateFields()
+    feats = []
+    for (x, y), names in zip(CORNERS, labels or LABELS * 2):
+        f = QgsFeature(layer.fields())
+        f.setGeometry(square(x + shift, y))
+        f[field] = sep.join(names)
+        feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    return layer
+
+
+def params(s2, s1, labels, tmp_path, **extra) -> dict:
+    return {"OPTICAL": s2, "SAR": s1, "OPTICAL_BANDS": S2_BANDS_13, "LABELS": labels, "EPOCHS": 1,
+            "WINDOWS_PER_POLYGON": 2, "UNLABELLED": 8, "THREADS": 2, "FOLDER": str(tmp_path),
+            "NAME": "spain-ft", **extra}
+
+
+def test_finetune_then_classify_again(mosaic_plugin, sample_layers, project, tmp_path) -> None:
+    alg = QgsApplication.processingRegistry().algorithmById("mosaic:finetune")
+    assert alg is not None and alg.group() == "Training"
+    s2, s1 = sample_layers
+    layer = create_label_layer(tmp_path / "labels.gpkg", QgsCoordinateReferenceSystem("EPSG:4326"))
+    for (x, y), names in zip(CORNERS, LABELS * 2):
+        assert add_labelled_polygon(layer, square(x, y), names)
+    assert layer.commitChanges()
+    project.addMapLayer(layer)
+    results = processing.run("mosaic:finetune", params(s2, s1, layer, tmp_path, LABEL_FIELD="labels"))
+    card_path = Path(results["OUTPUT_MODEL"])
+    assert card_path == tmp_path / "spain-ft.json" and card_path.with_suffix(".safetensors").is_file()
+    assert Path(results["OUTPUT_REPORT"]).is_file() and Path(results["OUTPUT_IMAGE"]).stat().st_size > 10_000
+    card = json.loads(card_path.read_text())
+    assert [c["name"] for c in card["classes"]][-1] == "Orchards" and len(card["classes"]) == 20
+    assert card["training"]["labels"]["field"] == "labels" and card["training"]["base_model"]["name"] == "mosaic-small-ben19"
+    assert card["metrics"]["validation"]["metrics"]["n_samples"] > 0
+    out = processing.run("mosaic:classify", {"OPTICAL": s2, "SAR": s1, "OPTICAL_BANDS": S2_BANDS_13,
+                                             "MODEL": str(card_path), "PROBABILITIES": str(tmp_path / "p.tif"),
+                                             "DOMINANT": str(tmp_path / "d.tif")})
+    ds = gdal.Open(out["PROBABILITIES"])
+    assert ds.RasterCount == 20 and ds.GetRasterBand(20).GetDescription() == "Orchards"
+    ds = None
+
+
+def test_any_layer_with_a_label_field_works(mosaic_plugin, sample_layers, tmp_path) -> None:
+    s2, s1 = sample_layers
+    results = processing.run("mosaic:finetune", params(s2, None, training_areas(), tmp_path, LABEL_FIELD="klass",
+                                                       SEPARATOR=",", UNLABELLED=0, VAL_SHARE=0.0))
+    card = json.loads(Path(results["OUTPUT_MODEL"]).read_text())
+    assert card["training"]["labels"]["separator"] == "," and card["training"]["new_classes"] == ["Orchards"]
+    assert card["metrics"]["validation"]["metrics"] is None  # nothing held out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shift": 5.0}, "no polygon overlaps"),
+    ({"labels": [[""]] * 8}, "name no class"),
+    ({"labels": [["Arable land"]] * 1 + [[""]] * 0}, "at least 4 needed"),
+])
+def test_clear_errors(mosaic_plugin, sample_layers, tmp_path, kwargs, message) -> None:
+    s2, s1 = sample_layers
+    layer = training_areas(**kwargs)
+    with pytest.raises(QgsProcessingException, match=message):
+        processing.run("mosaic:finetune", params(s2, s1, layer, tmp_path, LABEL_FIELD="klass", SEPARATOR=",",
+                                                 WINDOWS_PER_POLYGON=1))
+    assert not list(tmp_path.glob("*.json"))
