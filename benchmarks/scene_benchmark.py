@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -163,7 +162,7 @@ def main() -> None:
         tmp = Path(tmp)
         s2, s1 = write_scene(tmp, 2048)
         t = time.perf_counter()
-        r = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode="dense", block_size=a.block,
+        run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode="dense", block_size=a.block,
                                    outputs={"probabilities": str(tmp / "p.tif")}))
         dense_s = time.perf_counter() - t
         mp = 2048 * 2048 / 1e6

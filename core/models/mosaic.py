@@ -7,7 +7,7 @@ modality per sample at random (``modality_dropout``) so the head is used to both
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsPointXY, QgsProject
+from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsPointXY
 
 from mosaic.mosaic_qgis.labels import create_label_layer, read_scheme
 
