@@ -637,17 +637,19 @@ class MosaicDock(QgsDockWidget):
         self.embed_button.setEnabled(not running)
         self.finetune_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        if not running:
+        if running:
             self.progress.setValue(0)
 
     def _finished(self, task: SceneTask) -> None:
         self.task = None
         self._set_running(False)
         if task.cancelled:
+            self.progress.setValue(0)
             self.status.setText(f"{task.job}: cancelled")
             self._message(f"{task.job} cancelled; no output was written.", Qgis.Info)
             return
         if task.error or task.result is None:
+            self.progress.setValue(0)
             self.status.setText(f"{task.job}: failed")
             self._message(task.error or "the run failed", Qgis.Critical)
             return
@@ -667,6 +669,7 @@ class MosaicDock(QgsDockWidget):
             f"{task.job}: {result.width} x {result.height} px in {result.seconds:.1f} s ({result.crs}, "
             f"{result.mode}).\nBands used: {bands}"
         )
+        self.progress.setValue(100)
         self._message(f"{task.job} done: {len(self.last_layers)} layer(s) in group '{group}'.", Qgis.Success)
 
     def shutdown(self) -> None:

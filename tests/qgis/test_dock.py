@@ -54,6 +54,7 @@ def test_run_classify_adds_styled_layers(dock, sample_layers, project, qtbot, qg
     assert sorted(p.name.split("_")[-2] for p in (tmp_path / "out").glob("*.tif")) == ["dominant", "probabilities"]
     assert "Bands used: optical: B01,B02" in dock.status.text()
     assert any("classify done" in m for m in qgis_iface.messageBar().get_messages(Qgis.Success))
+    assert dock.progress.value() == 100  # a finished run reads as finished
     dock.last_layers = []
 
 
@@ -70,6 +71,7 @@ def test_cancel_leaves_no_file(dock, sample_layers, project, qtbot, qgis_iface, 
     assert project.layerTreeRoot().findGroups() == []
     assert any("cancelled" in m for m in qgis_iface.messageBar().get_messages(Qgis.Info))
     assert dock.classify_button.isEnabled() and not dock.cancel_button.isEnabled()
+    assert dock.progress.value() == 0
 
 
 def test_cancel_a_running_task_stops_within_a_block(mosaic_plugin, sample_layers, qtbot, tmp_path) -> None:
