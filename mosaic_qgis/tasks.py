@@ -17,48 +17,44 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 from .deps import LOG_TAG
 
 
-class SceneTask(QgsTask):
-    """Runs ``core.engine.run_scene`` for a dict of ``SceneRequest`` fields.
+class _CoreTask(QgsTask):
+    """A cancellable task around one core call: ``work()`` runs in the worker thread; errors
+    become ``error`` (expected) or ``error`` + a logged traceback (unexpected), never a dialog;
+    ``on_done(self)`` runs in the main thread."""
 
-    Band lists left as None are filled with the engine's guess (``describe_inputs``)
-    inside the worker thread, so torch is never imported in the main thread.
-    """
-
-    def __init__(
-        self,
-        description: str,
-        request: dict[str, Any],
-        on_done: Callable[[SceneTask], None] | None = None,
-    ) -> None:
+    def __init__(self, description: str, on_done: Callable[[Any], None] | None = None) -> None:
         super().__init__(description, QgsTask.CanCancel)
-        self.request = dict(request)
         self.on_done = on_done  # called in the main thread with this task; set None to detach
-        self.result = None  # core.engine.SceneResult on success
+        self.result = None
         self.error = ""  # a message for the user on failure
         self.details = ""  # a traceback for unexpected errors (logged, not shown in a dialog)
         self.cancelled = False
-        self.band_lists: dict[str, list[str] | None] = {}
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+    def _progress(self, fraction: float) -> None:
+        self.setProgress(100.0 * fraction)
+
+    @staticmethod
+    def _with_guessed_bands(args: dict[str, Any], model: str) -> dict[str, Any]:
+        """``args`` with band lists left as None filled by the engine's guess (worker thread: imports torch)."""
+        from .inputs import guessed_band_lists
+
+        args = dict(args)
+        if (args.get("optical") and args.get("optical_bands") is None) or (
+            args.get("sar") and args.get("sar_bands") is None
+        ):
+            optical, sar, _ = guessed_band_lists(args.get("optical"), args.get("sar"), model)
+            if args.get("optical_bands") is None:
+                args["optical_bands"] = optical
+            if args.get("sar_bands") is None:
+                args["sar_bands"] = sar
+        return args
 
     def run(self) -> bool:
         try:
-            from ..core.engine import Cancelled, SceneRequest, run_scene  # lazy: imports torch
-            from .inputs import guessed_band_lists
-
-            request = dict(self.request)
-            if (request.get("optical") and request.get("optical_bands") is None) or (
-                request.get("sar") and request.get("sar_bands") is None
-            ):
-                optical, sar, _ = guessed_band_lists(request.get("optical"), request.get("sar"), request["model"])
-                if request.get("optical_bands") is None:
-                    request["optical_bands"] = optical
-                if request.get("sar_bands") is None:
-                    request["sar_bands"] = sar
-            self.band_lists = {"optical": request.get("optical_bands"), "sar": request.get("sar_bands")}
-            if self.isCanceled():
-                raise Cancelled("cancelled")
-            self.result = run_scene(
-                SceneRequest(**request), progress=lambda f: self.setProgress(100.0 * f), is_cancelled=self.isCanceled
-            )
+            self.work()
             return True
         except Exception as e:  # noqa: BLE001 - everything is reported through the message bar
             if type(e).__name__ == "Cancelled":
@@ -78,7 +74,34 @@ class SceneTask(QgsTask):
             self.on_done(self)
 
 
-class FinetuneTask(QgsTask):
+class SceneTask(_CoreTask):
+    """Runs ``core.engine.run_scene`` for a dict of ``SceneRequest`` fields.
+
+    Band lists left as None are filled with the engine's guess (``describe_inputs``)
+    inside the worker thread, so torch is never imported in the main thread.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        request: dict[str, Any],
+        on_done: Callable[[SceneTask], None] | None = None,
+    ) -> None:
+        super().__init__(description, on_done)
+        self.request = dict(request)  # result: core.engine.SceneResult on success
+        self.band_lists: dict[str, list[str] | None] = {}
+
+    def work(self) -> None:
+        from ..core.engine import Cancelled, SceneRequest, run_scene  # lazy: imports torch
+
+        request = self._with_guessed_bands(self.request, self.request["model"])
+        self.band_lists = {"optical": request.get("optical_bands"), "sar": request.get("sar_bands")}
+        if self.isCanceled():
+            raise Cancelled("cancelled")
+        self.result = run_scene(SceneRequest(**request), progress=self._progress, is_cancelled=self.isCanceled)
+
+
+class FinetuneTask(_CoreTask):
     """Runs ``core.fewshot.finetune_from_polygons`` for a dict of its keyword arguments.
 
     The polygons are read from the label layer in the main thread (``labels``) and passed
@@ -87,46 +110,16 @@ class FinetuneTask(QgsTask):
 
     def __init__(self, description: str, arguments: dict[str, Any],
                  on_done: Callable[[FinetuneTask], None] | None = None) -> None:
-        super().__init__(description, QgsTask.CanCancel)
-        self.arguments = dict(arguments)
-        self.on_done = on_done
-        self.result = None  # core.fewshot.FinetuneResult on success
-        self.error = ""
-        self.details = ""
-        self.cancelled = False
+        super().__init__(description, on_done)
+        self.arguments = dict(arguments)  # result: core.fewshot.FinetuneResult on success
         self.log: list[str] = []
 
-    def run(self) -> bool:
-        try:
-            from ..core.fewshot import FinetuneConfig, finetune_from_polygons  # lazy: imports torch
-            from .inputs import guessed_band_lists
+    def work(self) -> None:
+        from ..core.fewshot import FinetuneConfig, finetune_from_polygons  # lazy: imports torch
 
-            args = dict(self.arguments)
-            args["cfg"] = FinetuneConfig(**args.get("cfg", {}))
-            if (args.get("optical") and args.get("optical_bands") is None) or (
-                args.get("sar") and args.get("sar_bands") is None
-            ):
-                optical, sar, _ = guessed_band_lists(args.get("optical"), args.get("sar"), args["base"])
-                args["optical_bands"] = args.get("optical_bands") or optical
-                args["sar_bands"] = args.get("sar_bands") or sar
-            self.result = finetune_from_polygons(
-                **args, progress=lambda f: self.setProgress(100.0 * f), is_cancelled=self.isCanceled,
-                log=self.log.append,
-            )
-            return True
-        except Exception as e:  # noqa: BLE001 - everything is reported through the message bar
-            if type(e).__name__ == "Cancelled":
-                self.cancelled = True
-            elif isinstance(e, (ValueError, FileNotFoundError, OSError)):
-                self.error = str(e)
-            else:
-                self.error = f"unexpected error ({type(e).__name__}: {e}); details in the MoSAiC log"
-                self.details = traceback.format_exc()
-                QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
-            return False
-
-    def finished(self, result: bool) -> None:  # noqa: FBT001 (QGIS API)
-        if not result and not self.error:
-            self.cancelled = True
-        if self.on_done is not None:
-            self.on_done(self)
+        args = self._with_guessed_bands(self.arguments, self.arguments["base"])
+        args["cfg"] = FinetuneConfig(**args.get("cfg", {}))
+        self.result = finetune_from_polygons(
+            **args, progress=self._progress, is_cancelled=self.isCanceled,
+            log=self.log.append,
+        )
