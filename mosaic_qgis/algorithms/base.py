@@ -263,8 +263,10 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             return False, str(e)
         return True, ""
 
-    def validate(self, parameters: dict[str, Any], context: QgsProcessingContext) -> ModelInfo:
-        """Every check that needs no torch first, then the engine's band guess; ValueError says what to change."""
+    def validate_inputs(self, parameters: dict[str, Any], context: QgsProcessingContext):
+        """Dependencies, layers against the model's streams, device: (optical, sar, model info).
+
+        Needs no torch; every failure is a ValueError that says what to change."""
         missing = deps.missing_modules()
         if missing:
             raise ValueError(deps.missing_message(missing))
@@ -277,11 +279,16 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             raise ValueError(f"The model {info.name} has no optical stream: leave the optical layer empty.")
         if sar is not None and not info.sar_bands:
             raise ValueError(f"The model {info.name} has no SAR stream: leave the SAR layer empty.")
-        optical_path = layer_path(optical) if optical is not None else None
-        sar_path = layer_path(sar) if sar is not None else None
         device = self.parameterAsString(parameters, self.DEVICE, context).strip().lower() or "auto"
         if not DEVICE_PATTERN.match(device):
             raise ValueError(f"Device '{device}' is not understood: use auto, cpu or cuda:N (e.g. cuda:0).")
+        return optical, sar, info
+
+    def validate(self, parameters: dict[str, Any], context: QgsProcessingContext) -> ModelInfo:
+        """Every check that needs no torch first, then the engine's band guess; ValueError says what to change."""
+        optical, sar, info = self.validate_inputs(parameters, context)
+        optical_path = layer_path(optical) if optical is not None else None
+        sar_path = layer_path(sar) if sar is not None else None
         if not self.chosen_outputs(parameters):
             raise ValueError("Choose at least one output (all outputs are set to [Skip output]).")
         extra = self.check_extra(parameters, context)

@@ -28,10 +28,10 @@ from qgis.core import (
 )
 
 from .. import deps
-from ..inputs import layer_path, resolve_model
+from ..inputs import layer_path
 from ..labels import LABEL_FIELD, SEPARATOR, crs_string, features_to_polygons, read_scheme
-from ..models import default_model_path, read_model_info, user_models_dir
-from .base import DEVICE_PATTERN, SAR_UNITS, MosaicAlgorithm
+from ..models import default_model_path, user_models_dir
+from .base import SAR_UNITS, MosaicAlgorithm
 
 TRAIN_PARTS = ("head", "head+1", "head+2")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -157,21 +157,7 @@ class FinetuneAlgorithm(MosaicAlgorithm):
 
     # -- validation -----------------------------------------------------------------------
     def validate(self, parameters: dict[str, Any], context):
-        missing = deps.missing_modules()
-        if missing:
-            raise ValueError(deps.missing_message(missing))
-        optical = self.parameterAsRasterLayer(parameters, self.OPTICAL, context)
-        sar = self.parameterAsRasterLayer(parameters, self.SAR, context)
-        if optical is None and sar is None:
-            raise ValueError("Choose an optical layer, a SAR layer, or both.")
-        info = read_model_info(resolve_model(self.parameterAsFile(parameters, self.MODEL, context)))
-        if optical is not None and not info.optical_bands:
-            raise ValueError(f"The model {info.name} has no optical stream: leave the optical layer empty.")
-        if sar is not None and not info.sar_bands:
-            raise ValueError(f"The model {info.name} has no SAR stream: leave the SAR layer empty.")
-        device = self.parameterAsString(parameters, self.DEVICE, context).strip().lower() or "auto"
-        if not DEVICE_PATTERN.match(device):
-            raise ValueError(f"Device '{device}' is not understood: use auto, cpu or cuda:N (e.g. cuda:0).")
+        _, _, info = self.validate_inputs(parameters, context)
         name = self.parameterAsString(parameters, self.NAME, context).strip()
         if name and not NAME_PATTERN.match(name):
             raise ValueError(f"Model name '{name}' may only hold letters, digits, '.', '_' and '-'.")
