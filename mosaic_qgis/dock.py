@@ -449,14 +449,20 @@ class MosaicDock(QgsDockWidget):
                     "device": self.device_combo.currentText().strip().lower() or "auto", **self.finetune_options},
         }
 
-    def start_finetune(self) -> FinetuneTask | None:
-        """Fine-tune in a background task (progress bar, Cancel); the new model is listed when done."""
+    def _can_start(self) -> bool:
+        """No other run in progress and the dependencies importable; otherwise say why."""
         if self.task is not None or self.finetune_task is not None:
             self._message("A MoSAiC run is in progress: wait for it or cancel it.", Qgis.Warning)
-            return None
+            return False
         missing = deps.missing_modules()
         if missing:
             self._message(deps.missing_message(missing), Qgis.Critical)
+            return False
+        return True
+
+    def start_finetune(self) -> FinetuneTask | None:
+        """Fine-tune in a background task (progress bar, Cancel); the new model is listed when done."""
+        if not self._can_start():
             return None
         try:
             arguments = self.build_finetune()
@@ -603,12 +609,7 @@ class MosaicDock(QgsDockWidget):
 
     def start(self, job: str) -> SceneTask | None:
         """Start ``classify`` or ``embed`` in a background task; None when it cannot start."""
-        if self.task is not None or self.finetune_task is not None:
-            self._message("A MoSAiC run is in progress: wait for it or cancel it.", Qgis.Warning)
-            return None
-        missing = deps.missing_modules()
-        if missing:
-            self._message(deps.missing_message(missing), Qgis.Critical)
+        if not self._can_start():
             return None
         try:
             request = self.build_request(job)
