@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from .bands import S1_MEAN, S1_STD, S2_MEAN, S2_STD
 
@@ -17,10 +18,26 @@ def normalize(
     std: Sequence[float] | None = None,
 ) -> np.ndarray:
     """(x - mean) / std per band of a [C,H,W] array; NaN becomes 0 (the band mean)."""
-    m, s = _STATS[modality]
-    mean = np.asarray(mean if mean is not None else m, dtype=np.float32)[:, None, None]
-    std = np.asarray(std if std is not None else s, dtype=np.float32)[:, None, None]
-    if x.shape[0] != mean.shape[0]:
-        raise ValueError(f"{modality}: expected {mean.shape[0]} bands, got {x.shape[0]}")
-    out = (x.astype(np.float32) - mean) / std
+    mean, std = _band_stats(x.shape[0], modality, mean, std)
+    out = (x.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def normalize_(x: torch.Tensor, modality: str, invalid: torch.Tensor,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> torch.Tensor:
+    """In-place ``normalize`` of a float32 [C,H,W] tensor, with every band set to 0 where
+    ``invalid`` [H,W] is True. Same result as ``normalize`` on an array whose invalid pixels
+    are NaN in all bands, without its copies: the scene engine's blocks are large."""
+    mean, std = _band_stats(x.shape[0], modality, mean, std)
+    x.sub_(torch.from_numpy(mean)[:, None, None]).div_(torch.from_numpy(std)[:, None, None])
+    x.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    return x.masked_fill_(invalid, 0.0) if bool(invalid.any()) else x
+
+
+def _band_stats(n_bands: int, modality: str, mean, std) -> tuple[np.ndarray, np.ndarray]:
+    m, s = _STATS[modality]
+    mean = np.asarray(mean if mean is not None else m, dtype=np.float32)
+    std = np.asarray(std if std is not None else s, dtype=np.float32)
+    if n_bands != mean.shape[0]:
+        raise ValueError(f"{modality}: expected {mean.shape[0]} bands, got {n_bands}")
+    return mean, std

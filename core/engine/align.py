@@ -292,8 +292,12 @@ class BandReader:
                                  height=grid.height, resampling=resampling, nodata=np.nan, dtype="float32",
                                  **kw)
 
-    def read(self, row0: int, col0: int, rows: int, cols: int) -> np.ndarray:
-        out = np.full((len(self.indexes), rows, cols), np.nan, dtype=np.float32)
+    def read(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False) -> np.ndarray:
+        """float32 [C, rows, cols]; ``pixel_interleaved``: stored as [rows, cols, C] (a transposed
+        view), the channels-last layout the CPU encoders run in, so no copy is needed later."""
+        shape = (len(self.indexes), rows, cols)
+        out = (np.full(shape[1:] + shape[:1], np.nan, dtype=np.float32).transpose(2, 0, 1) if pixel_interleaved
+               else np.full(shape, np.nan, dtype=np.float32))
         ds = self.vrt if self.vrt is not None else self.src
         r_off, c_off = (0, 0) if self.vrt is not None else self.offset
         lim_r = self.grid.height if self.vrt is not None else min(self.grid.height, ds.height - r_off)
@@ -303,7 +307,10 @@ class BandReader:
         if r_a >= r_b or c_a >= c_b:
             return out
         win = Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a)
-        a = ds.read(self.indexes, window=win, out_dtype="float32")
+        whole = (r_a, r_b, c_a, c_b) == (row0, row0 + rows, col0, col0 + cols)
+        # a block inside the grid is read straight into the result: no second copy of it in memory
+        a = ds.read(self.indexes, window=win, out=out) if whole else ds.read(self.indexes, window=win,
+                                                                              out_dtype="float32")
         if self.vrt is None:
             m = ds.read_masks(self.indexes[0], window=win) == 0
             for i in self.indexes[1:]:
@@ -311,8 +318,12 @@ class BandReader:
             a[:, m] = np.nan
         if self.to_db:
             with np.errstate(divide="ignore", invalid="ignore"):
-                a = np.where(a > 0, 10.0 * np.log10(np.maximum(a, 1e-10)), np.nan).astype(np.float32)
-        out[:, r_a - row0: r_b - row0, c_a - col0: c_b - col0] = a
+                bad = ~(a > 0)
+                np.log10(np.maximum(a, 1e-10, out=a), out=a)
+                a *= 10.0
+                a[bad] = np.nan
+        if not whole:
+            out[:, r_a - row0: r_b - row0, c_a - col0: c_b - col0] = a
         return out
 
     def close(self) -> None:

@@ -70,6 +70,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=16, help="windows per batch in sliding mode (default: 16)")
     g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--compile", action="store_true", help="torch.compile the encoders (pays on large scenes)")
+    g.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                   help="read blocks one at a time instead of one block ahead on a second thread: "
+                        "about 0.5 GB less peak memory at 2048 px blocks, 5-25%% slower")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -122,7 +125,7 @@ def cmd_scene(a: argparse.Namespace) -> int:
             device=a.device, batch_size=a.batch_size, threads=a.threads,
             probability_dtype=getattr(a, "probability_dtype", "uint8"), clusters=a.k,
             cluster_sample=a.cluster_sample, seed=a.seed, block_size=a.block_size, halo=a.halo,
-            optical_level=a.optical_level, compile=a.compile)
+            optical_level=a.optical_level, compile=a.compile, prefetch=a.prefetch)
         bar = None
         if not a.quiet:
             from tqdm import tqdm

@@ -1,7 +1,8 @@
 """Dense and sliding-window inference over whole scenes, block by block.
 
 ``run_scene`` streams the reference grid in blocks (``windows.iter_blocks``): each block
-is read with a halo from every input through ``align.BandReader``, normalised with the
+is read with a halo from every input through ``align.BandReader`` (on a prefetch thread,
+one block ahead, so GDAL overlaps the encoders), normalised in place with the
 model card's statistics (no-data -> 0, the band mean, as zero padding in training), and
 turned into per-modality features pooled over the training window of every output cell:
 
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import copy
 import os
+from concurrent.futures import Executor, ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import rasterio
@@ -34,13 +36,14 @@ import torch.nn.functional as F
 from rasterio.errors import RasterioIOError
 from torch import nn
 
-from ..data.normalize import normalize
+from ..data.normalize import normalize_
 from ..device import resolve_device
 from ..io.model_file import load_model, read_card
 from ..models.mosaic import MosaicModel
 from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
 from .align import BandReader, Grid, detect_level, guess_bands, map_bands, reference_grid, sar_is_linear
+from .heap import retained_heap
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
 OUTPUT_KINDS = ("probabilities", "dominant", "multihot", "uncertainty", "embeddings", "clusters")
@@ -78,6 +81,7 @@ class SceneRequest:
     halo: int | None = None           # context read around a block (default: 128 px for 120 px windows)
     optical_level: str = "auto"       # auto | L1C | L2A: what the optical input is (auto: from name/metadata)
     compile: bool = False             # torch.compile the encoders (pays on long runs)
+    prefetch: bool = True             # read the next block while this one computes (one more block in RAM)
 
 
 @dataclass
@@ -150,12 +154,15 @@ class EngineModel:
         self.head_b = model.head.bias.detach().to(device)
         self.autocast = device.type == "cuda"
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] on the device in the layout the encoders run fastest in."""
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
+
     @torch.inference_mode()
     def encode(self, m: str, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] normalised -> feature map [B, D, H/16, W/16] (float32)."""
-        x = x.to(self.device, non_blocking=True)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.prepare(x)
         if self.autocast:
             with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
                 return self.encoders[m](x).float()
@@ -239,9 +246,9 @@ def _cell_presence(valid: np.ndarray, inside: np.ndarray, blk: W.Block, stride: 
     return (n > 0) & (v * 2 >= n)
 
 
-def _dense_features(em: EngineModel, m: str, x: np.ndarray, blk: W.Block, stride: int) -> torch.Tensor:
-    """Pooled features [rows, cols, D] of a block from its normalised input [C, Hr, Wr]."""
-    fmap = em.encode(m, torch.from_numpy(x)[None])[0].float()  # [D, Hf, Wf]
+def _dense_features(em: EngineModel, m: str, x: torch.Tensor, blk: W.Block, stride: int) -> torch.Tensor:
+    """Pooled features [rows, cols, D] of a block from its prepared input [1, C, Hr, Wr]."""
+    fmap = em.encode(m, x)[0].float()  # [D, Hf, Wf]
     wr = torch.from_numpy(W.pool_weights(blk.rows, blk.row0, stride, blk.read_row0, em.patch, em.stride,
                                          fmap.shape[1])).to(fmap.device)
     wc = torch.from_numpy(W.pool_weights(blk.cols, blk.col0, stride, blk.read_col0, em.patch, em.stride,
@@ -268,35 +275,57 @@ def _sliding_features(em: EngineModel, m: str, x: np.ndarray, blk: W.Block, stri
     return out
 
 
-def _process_block(em: EngineModel, inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
-                   mode: str, batch: int):
-    """(probs [K, rows, cols] or None where nothing valid, embeddings [E, rows, cols], valid [rows, cols])."""
-    feats, present = {}, {}
+@dataclass
+class _BlockInput:
+    """One modality of a block, ready for the encoder, and the output cells it covers."""
+
+    modality: str
+    values: torch.Tensor | None  # normalised [C, Hr, Wr] (sliding) or prepared [1, C, Hr, Wr] (dense)
+    present: np.ndarray          # bool [rows, cols]
+
+
+def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
+                layout: Callable[[torch.Tensor], torch.Tensor] | None) -> list[_BlockInput]:
+    """Every input of a block on the reference grid, normalised (no-data -> 0) and, for dense
+    mode, in the encoders' layout. Runs on the prefetch thread, beside the encoders."""
     halo_r, halo_c = -blk.read_row0 + blk.row0 * stride, -blk.read_col0 + blk.col0 * stride
     rr = np.arange(blk.read_row0, blk.read_row0 + blk.read_rows)
     cc = np.arange(blk.read_col0, blk.read_col0 + blk.read_cols)
     inside = ((rr >= 0) & (rr < grid.height))[:, None] & ((cc >= 0) & (cc < grid.width))[None, :]
-    arrays = {}
+    out = []
     for inp in inputs:
-        a = inp.reader.read(blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols)
-        valid = np.isfinite(a).all(0) & inside
-        present[inp.modality] = _cell_presence(valid, inside, blk, stride, halo_r, halo_c)
-        a[:, ~valid] = np.nan
-        arrays[inp.modality] = (a, inp)
+        a = torch.from_numpy(inp.reader.read(blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols,
+                                             pixel_interleaved=layout is not None))
+        valid = torch.isfinite(a).all(0) & torch.from_numpy(inside)
+        present = _cell_presence(valid.numpy(), inside, blk, stride, halo_r, halo_c)
+        x = None
+        if present.any():
+            x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
+            if layout is not None:
+                x = layout(x[None])
+        del a
+        out.append(_BlockInput(inp.modality, x, present))
+    return out
+
+
+def _process_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, stride: int, mode: str, batch: int):
+    """(probs [K, rows, cols] or None where nothing valid, embeddings [E, rows, cols], valid [rows, cols])."""
+    feats: dict[str, torch.Tensor] = {}
+    present = {d.modality: d.present for d in data}
     any_present = np.zeros((blk.rows, blk.cols), bool)
     for p in present.values():
         any_present |= p
     if not any_present.any():
         return None, None, any_present
-    for m, (a, inp) in arrays.items():
-        x = normalize(a, m, inp.mean, inp.std)
-        del a
-        if not present[m].any():
+    for d in data:
+        m = d.modality
+        if d.values is None:
             feats[m] = torch.zeros(blk.rows, blk.cols, em.dim, device=em.device)
         elif mode == "dense":
-            feats[m] = _dense_features(em, m, x, blk, stride)
+            feats[m] = _dense_features(em, m, d.values, blk, stride)
         else:
-            feats[m] = _sliding_features(em, m, x, blk, stride, batch, present[m])
+            feats[m] = _sliding_features(em, m, d.values.numpy(), blk, stride, batch, d.present)
+        d.values = None  # free the block's input before the next modality's encoder runs
     n = blk.rows * blk.cols
     fl = {m: f.reshape(n, -1) for m, f in feats.items()}
     pr = {m: torch.from_numpy(p.reshape(n)).to(em.device, torch.float32) for m, p in present.items()}
@@ -304,6 +333,28 @@ def _process_block(em: EngineModel, inputs: list[_Input], grid: Grid, blk: W.Blo
     emb = torch.cat([F.normalize(fl[m], dim=1) * pr[m][:, None] for m in ("s2", "s1") if m in fl], dim=1)
     emb = emb.T.reshape(-1, blk.rows, blk.cols)
     return probs.cpu().numpy(), emb.cpu().numpy(), any_present
+
+
+_B = TypeVar("_B")
+
+
+def _prefetched(pool: Executor | None, blocks: Iterable[_B], read: Callable[[_B], Any]) -> Iterator[tuple[_B, Any]]:
+    """(block, read(block)) in order, reading the next block on ``pool`` while the caller
+    computes on the current one: GDAL decoding and warping overlap the encoders. Without a
+    pool, one block at a time."""
+    if pool is None:
+        for b in blocks:
+            yield b, read(b)
+        return
+    it = iter(blocks)
+    cur = next(it, None)
+    fut = pool.submit(read, cur) if cur is not None else None
+    while cur is not None:
+        data = fut.result()
+        nxt = next(it, None)
+        fut = pool.submit(read, nxt) if nxt is not None else None
+        yield cur, data
+        cur = nxt
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -387,6 +438,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
     readers: list[_Input] = []
     outs: dict[str, OutputRaster] = {}
     tmp_emb: OutputRaster | None = None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mosaic-read")
     try:
         maps = {}
         for m, src in srcs.items():
@@ -478,10 +530,15 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
 
         total_steps = nblocks * (2 if want_clusters else 1)
         step = 0
-        for blk in W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride):
+        layout = em.prepare if mode == "dense" else None
+        blocks = W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride)
+        for blk, data in _prefetched(pool if req.prefetch else None, blocks,
+                                     lambda b: _read_block(readers, grid, b, stride, layout)):
             if is_cancelled():
                 raise Cancelled("cancelled")
-            probs, emb, valid = _process_block(em, readers, grid, blk, stride, mode, req.batch_size)
+            with retained_heap():  # one block's tensors reuse each other's memory, given back after
+                probs, emb, valid = _process_block(em, data, blk, stride, mode, req.batch_size)
+            del data
             _write_block(outs, blk, probs, emb, valid, K, req.probability_dtype)
             if emb_out is not None and emb_out is tmp_emb:
                 e = np.full((n_emb, blk.rows, blk.cols), np.nan, np.float32) if emb is None else \
@@ -532,6 +589,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
             o.abort()
         raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # no read may be in flight when the files close
         if tmp_emb is not None:
             tmp_emb.abort()
         for r in readers:

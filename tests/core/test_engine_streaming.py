@@ -1,0 +1,91 @@
+"""The engine's streaming machinery: in-place normalisation, prefetching, heap reuse.
+
+These are speed measures (benchmarks/scene_benchmark.py); here we check they change nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+import rasterio
+import torch
+
+from core.data.normalize import normalize, normalize_
+from core.engine import SceneRequest, infer, run_scene
+from core.engine.heap import retained_heap
+
+from .test_engine_edges import MODEL, _raster, _tf
+
+
+def test_in_place_normalisation_matches_the_reference():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 5000, (12, 40, 50)).astype(np.float32)
+    a[3, 5, 7] = np.nan          # one band missing: the whole pixel is no-data
+    a[:, 10:12, 20:30] = np.nan  # a hole
+    a[0, 30, 30] = np.inf
+    invalid = ~np.isfinite(a).all(0)
+    ref = a.copy()
+    ref[:, invalid] = np.nan
+    expected = normalize(ref, "s2")
+    got = normalize_(torch.from_numpy(a.copy()), "s2", torch.from_numpy(invalid))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-6)
+    assert (got.numpy()[:, invalid] == 0).all()
+
+
+def test_prefetch_reads_one_block_ahead_in_order():
+    reads, seen = [], []
+    lock = threading.Lock()
+
+    def read(b):
+        with lock:
+            reads.append(b)
+        return b * 10
+
+    with infer.ThreadPoolExecutor(1) as pool:
+        for b, data in infer._prefetched(pool, range(6), read):
+            assert data == b * 10
+            with lock:
+                assert len(reads) <= b + 2  # never more than one block read ahead
+            seen.append(b)
+    assert seen == list(range(6)) and reads == list(range(6))
+
+
+def test_prefetch_error_reaches_the_caller():
+    def read(b):
+        if b == 2:
+            raise ValueError("bad block")
+        return b
+
+    with infer.ThreadPoolExecutor(1) as pool:
+        got = []
+        try:
+            for b, _ in infer._prefetched(pool, range(5), read):
+                got.append(b)
+        except ValueError as e:
+            assert "bad block" in str(e)
+        else:
+            raise AssertionError("the read error was swallowed")
+    assert got == [0, 1]
+
+
+def test_heap_reuse_and_prefetch_change_no_output(tmp_path, monkeypatch):
+    with retained_heap() as outer, retained_heap() as inner:
+        assert outer == inner
+        torch.zeros(64, 1024, 1024).sum()  # a 256 MB allocation inside
+    s2 = _raster(tmp_path / "s2.tif", "s2", 300, 260, _tf(), seed=1)
+    s1 = _raster(tmp_path / "s1.tif", "s1", 300, 260, _tf(), seed=2)
+
+    def run(name, prefetch=True):
+        run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode="dense", block_size=128,
+                               probability_dtype="float32", prefetch=prefetch,
+                               outputs={"probabilities": str(tmp_path / f"{name}.tif")}))
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            return ds.read()
+
+    with_reuse = run("with")
+    np.testing.assert_array_equal(with_reuse, run("sequential", prefetch=False))
+    monkeypatch.setattr(infer, "retained_heap", lambda: contextlib.nullcontext(False))
+    without = run("without")
+    assert with_reuse.shape[0] == 19 and np.isfinite(with_reuse).any()
+    np.testing.assert_array_equal(with_reuse, without)
