@@ -162,7 +162,7 @@ def main() -> None:
     gf = encoder_gflop_per_mp()
     per_px = gf["s2"] + gf["s1"]
     print(f"encoder cost: S2 {gf['s2']:.1f} + S1 {gf['s1']:.1f} = {per_px:.1f} GFLOP per megapixel (dense, no halo)")
-    halo = default_halo(120, 16)
+    halo = W.aligned_halo(default_halo(120, 16), 16, 120, 16)  # what the engine uses in dense mode
     print(f"halo {halo} px; block {a.block} px -> halo overhead {100 * halo_overhead(a.block, halo):.1f} % "
           f"(block 4096: {100 * halo_overhead(4096, halo):.1f} %)")
     enc_s = encoder_only_speed(a.block + 2 * halo)

@@ -57,7 +57,7 @@ def render_map(dominant_path: str, png: Path, classes) -> list[str]:
         QgsRasterLayer,
         QgsUnitTypes,
     )
-    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtCore import QSize, Qt
     from qgis.PyQt.QtGui import QColor, QFont
 
     from mosaic.mosaic_qgis.styling import paletted_renderer
@@ -134,11 +134,11 @@ def render_map(dominant_path: str, png: Path, classes) -> list[str]:
     note.attemptMove(QgsLayoutPoint(8, 180, QgsUnitTypes.LayoutMillimeters))
     note.attemptResize(QgsLayoutSize(280, 8, QgsUnitTypes.LayoutMillimeters))
     layout.addLayoutItem(note)
-    settings = QgsLayoutExporter.ImageExportSettings()
-    settings.dpi = 120
-    result = QgsLayoutExporter(layout).exportToImage(str(png), settings)
-    if result != QgsLayoutExporter.Success:
-        raise RuntimeError(f"could not write {png} (layout export error {result})")
+    # rendered to an image and saved by Qt: exportToImage would reopen the PNG through GDAL to
+    # georeference it, which the PNG driver refuses ('ERROR 6' on the console)
+    image = QgsLayoutExporter(layout).renderPageToImage(0, QSize(), 120)
+    if image.isNull() or not image.save(str(png), "PNG"):
+        raise RuntimeError(f"could not write {png}")
     del layout
     project.removeAllMapLayers()
     return [classes[v][0] for v in present]
@@ -176,9 +176,9 @@ def main() -> int:
         print(f"MoSAiC QGIS demo: classifying {S2.name} + {S1.name} with mosaic:classify (QGIS {Qgis.QGIS_VERSION})")
         t = time.perf_counter()
         results = processing.run(
-            # the sliding-window reference (what "auto" picks for this model) at a 160 m stride:
-            # a map fine enough to read on a 4 x 5 km scene
-            "mosaic:classify", {"OPTICAL": str(S2), "SAR": str(S1), "DEVICE": args.device, "MODE": 2, "STRIDE": 16,
+            # dense (what "auto" picks) at its default 160 m stride: a map fine enough to read on a
+            # 4 x 5 km scene
+            "mosaic:classify", {"OPTICAL": str(S2), "SAR": str(S1), "DEVICE": args.device, "MODE": 0,
                                 **outputs},
             feedback=feedback,
         )

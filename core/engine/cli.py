@@ -58,8 +58,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference")
     g.add_argument("--mode", default="auto", choices=["auto", "dense", "sliding"],
                    help="dense: encoders run once over blocks and features are pooled per window (fast); "
-                        "sliding: every window run as a patch (the exact reference, slow); auto: sliding, because "
-                        "dense agreed on < 90 %% of dominant classes with the bundled model "
+                        "sliding: every window run as a patch (the exact reference, slow); auto: dense, because "
+                        "it agrees with sliding on >= 90 %% of dominant classes with the bundled model "
                         "(default: auto)")
     g.add_argument("--stride", type=int, help="output pixel size in reference pixels (default: the encoder's "
                                               "stride, 16, in dense mode; 60 in sliding mode)")

@@ -6,10 +6,11 @@ coordinates ((i + 0.5) * stride, (j + 0.5) * stride) and its value is the model'
 for the ``patch`` x ``patch`` training window centred there.
 
 Dense mode runs the encoders over a *block* of output cells plus a *halo* of context on
-every side, then averages the feature map over each training window with exact
-area weights (``pool_weights``): a window of 120 px spans 7.5 feature cells at stride 16,
-so the two edge cells enter with weight 0.75 / 7.5 each. Sliding-window mode cuts the
-window itself (``patch_origin``) and runs the model on it, zero-padded like in training.
+every side, then pools the feature map over each training window the way the model pools a
+patch (``pool_weights``): the mean of the map at the window's own 8 feature-cell centres (120
+px at stride 16), which the halo (``aligned_halo``) puts exactly on map cells. Sliding-window
+mode cuts the window itself (``patch_origin``) and runs the model on it, zero-padded like in
+training.
 """
 from __future__ import annotations
 
@@ -82,22 +83,39 @@ def count_blocks(height: int, width: int, stride: int, block_size: int) -> int:
 
 
 def pool_weights(n_cells: int, first: int, stride: int, offset: int, patch: int,
-                 encoder_stride: int, n_feat: int) -> np.ndarray:
-    """Area weights [n_cells, n_feat] that average a feature map over training windows.
+                 encoder_stride: int, n_feat: int, patch_cells: int) -> np.ndarray:
+    """Weights [n_cells, n_feat] that pool a dense feature map the way the model pools a patch.
 
-    Output cell ``first + i`` is centred at reference pixel ``(first + i + 0.5) * stride``;
-    the feature map starts at reference pixel ``offset`` and feature cell j covers pixels
-    [offset + j * es, offset + (j + 1) * es). Row i holds the overlap of the window
-    [c - patch/2, c + patch/2) with each feature cell, divided by ``patch``: rows sum to 1
-    when the window lies inside the feature map (the halo guarantees it).
+    On a training patch the encoder gives ``patch_cells`` feature cells per axis, centred at
+    ``origin + encoder_stride * k`` (stride-2 convolutions centre output j on input 2j), and
+    the model averages them. Here output cell ``first + i`` has its window at
+    ``origin = patch_origin(first + i)``; the dense map, read from reference pixel ``offset``,
+    has cell j centred at ``offset + encoder_stride * j``. Each of the window's cell centres
+    is sampled from the map by linear interpolation, and the samples are averaged: exact
+    sampling (no blur) when the window origin and the map are aligned (``aligned_halo``).
     """
-    centre = (first + np.arange(n_cells) + 0.5) * stride - offset
-    lo = centre - patch / 2.0
-    hi = centre + patch / 2.0
-    f_lo = np.arange(n_feat) * encoder_stride
-    f_hi = f_lo + encoder_stride
-    ov = np.minimum(hi[:, None], f_hi[None, :]) - np.maximum(lo[:, None], f_lo[None, :])
-    return (np.clip(ov, 0.0, None) / patch).astype(np.float32)
+    origin = np.floor((first + np.arange(n_cells) + 0.5) * stride - patch / 2.0) - offset
+    pos = (origin[:, None] + encoder_stride * np.arange(patch_cells)[None, :]) / encoder_stride
+    j0 = np.floor(pos).astype(np.int64)
+    frac = (pos - j0).astype(np.float32)
+    if j0.min() < 0 or (j0 + (frac > 0)).max() >= n_feat:
+        raise ValueError("the feature map does not cover every window: the halo is too small")
+    w = np.zeros((n_cells, n_feat), np.float32)
+    rows = np.repeat(np.arange(n_cells), patch_cells)
+    np.add.at(w, (rows, j0.ravel()), (1.0 - frac).ravel() / patch_cells)
+    nxt = np.minimum(j0 + 1, n_feat - 1).ravel()
+    np.add.at(w, (rows, nxt), frac.ravel() / patch_cells)
+    return w
+
+
+def aligned_halo(halo: int, stride: int, patch: int, encoder_stride: int) -> int:
+    """The smallest halo >= ``halo`` that puts every window origin on a feature-cell centre,
+    so ``pool_weights`` samples the map exactly. Only possible when ``stride`` is a multiple
+    of ``encoder_stride`` (else ``halo`` comes back unchanged and the samples interpolate)."""
+    if stride % encoder_stride:
+        return halo
+    first = math.floor(0.5 * stride - patch / 2.0)  # window origin of cell 0; block reads start at -halo
+    return halo + (-(first + halo)) % encoder_stride
 
 
 def patch_origin(i: int, stride: int, patch: int) -> int:

@@ -108,6 +108,9 @@ class OutputRaster:
 
     def commit(self) -> str:
         os.replace(self.tmp, self.path)
+        # sidecars of an earlier file at this path describe other pixels (QGIS would show its
+        # cached statistics and histogram for the new raster)
+        Path(str(self.path) + ".aux.xml").unlink(missing_ok=True)
         return str(self.path)
 
     def abort(self) -> None:
