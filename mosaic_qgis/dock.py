@@ -44,6 +44,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.data.bands import NEW_CLASS_COLORS  # plain constants: no torch needed to load the dock
 from . import deps
 from .inputs import layer_path, parse_band_list
 from .labels import (
@@ -61,7 +62,6 @@ from .models import ModelInfo, list_models, read_model_info, user_models_dir
 from .styling import add_output_layers
 from .tasks import FinetuneTask, SceneTask
 
-NEW_CLASS_COLORS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#999999")
 TRAIN_PARTS = (("head only", "head"), ("head + last encoder stage", "head+1"), ("head + last two stages", "head+2"))
 
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "mosaic.svg"

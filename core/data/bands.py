@@ -51,6 +51,14 @@ BEN19_COLORS: tuple[str, ...] = (
 )
 
 
+# colours of classes an analyst adds (few-shot): dark tones, far from the light, saturated
+# CORINE colours above, so a new class never looks like a known one (the dock and the model
+# card use the same list)
+NEW_CLASS_COLORS: tuple[str, ...] = (
+    "#542788", "#8c2d04", "#01665e", "#404040", "#1a1a80", "#6b4e00", "#7a0177", "#00441b",
+)
+
+
 def band_indices(wanted: Sequence[str], available: Sequence[str]) -> list[int]:
     """Positions of ``wanted`` bands in ``available``; a missing band is named in the error."""
     missing = [b for b in wanted if b not in available]

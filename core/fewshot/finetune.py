@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..data.bands import NEW_CLASS_COLORS
 from ..data.scene_windows import PooledPatches
 from ..eval.metrics import multilabel_metrics
 from ..eval.predict import predict
@@ -33,7 +34,6 @@ from ..train.config import TrainConfig
 from ..train.loop import train
 from .samples import ArrayPatches, SampleSet
 
-DEFAULT_NEW_COLORS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#999999")
 
 
 class Cancelled(Exception):
@@ -139,7 +139,7 @@ def extend_model(
                     new.head.bias[k] = -float(np.mean(offsets))
     colors = colors or {}
     old = {c.get("name"): c.get("color", "#808080") for c in card.get("classes", [])}
-    palette = iter(DEFAULT_NEW_COLORS * 8)
+    palette = iter(NEW_CLASS_COLORS * 8)
     out_card = copy.deepcopy(card)
     out_card["classes"] = [{"name": c, "color": colors.get(c) or old.get(c) or next(palette)} for c in classes]
     return new.eval(), out_card
