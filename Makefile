@@ -37,14 +37,16 @@ bundled-model:
 	cp $(BUNDLED_OUT)/model.safetensors resources/models/mosaic-small-ben19.safetensors
 	cp $(BUNDLED_OUT)/model.json resources/models/mosaic-small-ben19.json
 
-# dist/mosaic.zip for QGIS "Install from ZIP": committed files only (HEAD), top folder mosaic/.
+# dist/mosaic.zip for QGIS "Install from ZIP": committed files only (HEAD), top folder mosaic/,
+# without the sample data (the plugin never reads it; the repository's demo and tests do).
 package:
 	@if [ -n "$$(git status --porcelain -- $(PACKAGE_PATHS))" ]; then \
 		echo "package: note: uncommitted changes are not packaged (git archive HEAD)"; fi
 	mkdir -p dist
 	rm -f dist/mosaic.zip
 	git archive --format=zip --prefix=mosaic/ -o dist/mosaic.zip HEAD -- \
-		$$(git ls-tree --name-only HEAD -- $(PACKAGE_PATHS))
+		$$(git ls-tree --name-only HEAD -- $(PACKAGE_PATHS)) ':(exclude)resources/sample'
+	@echo "package: resources/sample (22 MB of demo and test data) left out: the plugin does not use it"
 	python3 -c 'import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); \
 		bad = [n for n in names if not n.startswith("mosaic/")]; \
 		need = {"mosaic/__init__.py", "mosaic/metadata.txt", "mosaic/mosaic_qgis/plugin.py", "mosaic/resources/icons/mosaic.svg"}; \
