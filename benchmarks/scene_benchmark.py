@@ -125,6 +125,7 @@ def encoder_only_speed(block: int) -> float:
             best = min(best, time.perf_counter() - t)
     return best
 
+
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
@@ -152,7 +153,6 @@ def main() -> None:
     a = ap.parse_args()
     from core.engine import SceneRequest, infer, run_scene
     from core.engine import windows as W
-    from core.engine.windows import default_halo, halo_overhead
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; bfloat16 fast path: "
@@ -162,9 +162,9 @@ def main() -> None:
     gf = encoder_gflop_per_mp()
     per_px = gf["s2"] + gf["s1"]
     print(f"encoder cost: S2 {gf['s2']:.1f} + S1 {gf['s1']:.1f} = {per_px:.1f} GFLOP per megapixel (dense, no halo)")
-    halo = W.aligned_halo(default_halo(120, 16), 16, 120, 16)  # what the engine uses in dense mode
-    print(f"halo {halo} px; block {a.block} px -> halo overhead {100 * halo_overhead(a.block, halo):.1f} % "
-          f"(block 4096: {100 * halo_overhead(4096, halo):.1f} %)")
+    halo = W.aligned_halo(W.default_halo(120, 16), 16, 120, 16)  # what the engine uses in dense mode
+    print(f"halo {halo} px; block {a.block} px -> halo overhead {100 * W.halo_overhead(a.block, halo):.1f} % "
+          f"(block 4096: {100 * W.halo_overhead(4096, halo):.1f} %)")
     enc_s = encoder_only_speed(a.block + 2 * halo)
     enc_mp = (a.block + 2 * halo) ** 2 / 1e6
     print(f"encoders alone on one {a.block + 2 * halo}^2 block: {enc_s:.2f} s = {enc_mp / enc_s:.2f} MP/s = "

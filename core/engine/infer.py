@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import copy
 import os
-from concurrent.futures import Executor, ThreadPoolExecutor
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -301,15 +301,15 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
         a = torch.from_numpy(inp.reader.read(blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols,
                                              pixel_interleaved=layout is not None))
         # a pixel is valid where every band is finite: the band sum is NaN/inf otherwise (7x faster
-        # than isfinite(a).all(0) on the channels-last layout, whose band axis is the innermost)
-        valid = torch.isfinite(a.sum(0)) & torch.from_numpy(inside)
+        # than isfinite(a).all(0) on the channels-last layout, whose band axis is the innermost).
+        # The reader fills pixels outside the grid with NaN, so they are invalid too.
+        valid = torch.isfinite(a.sum(0))
         present = _cell_presence(valid.numpy(), inside, blk, stride, halo_r, halo_c)
         x = None
         if present.any():
             x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
             if layout is not None:
                 x = layout(x[None])
-        del a
         out.append(_BlockInput(inp.modality, x, present))
     return out
 
@@ -545,7 +545,6 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 raise Cancelled("cancelled")
             with retained_heap():  # one block's tensors reuse each other's memory, given back after
                 probs, emb, valid = _process_block(em, data, blk, stride, mode, req.batch_size)
-            del data
             _write_block(outs, blk, probs, emb, valid, K, req.probability_dtype)
             if emb_out is not None and emb_out is tmp_emb:
                 e = np.full((n_emb, blk.rows, blk.cols), np.nan, np.float32) if emb is None else \

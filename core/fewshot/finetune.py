@@ -35,7 +35,6 @@ from ..train.loop import train
 from .samples import ArrayPatches, SampleSet
 
 
-
 class Cancelled(Exception):
     """The fine-tuning was cancelled; no model file was written."""
 
