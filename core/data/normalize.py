@@ -26,11 +26,12 @@ def normalize(
 def normalize_(x: torch.Tensor, modality: str, invalid: torch.Tensor,
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> torch.Tensor:
     """In-place ``normalize`` of a float32 [C,H,W] tensor, with every band set to 0 where
-    ``invalid`` [H,W] is True. Same result as ``normalize`` on an array whose invalid pixels
-    are NaN in all bands, without its copies: the scene engine's blocks are large."""
+    ``invalid`` [H,W] is True. ``invalid`` must hold every pixel with a non-finite band (then
+    no NaN/inf survives and no separate NaN pass is needed). Same result as ``normalize`` on
+    an array whose invalid pixels are NaN in all bands, without its copies: the scene
+    engine's blocks are large."""
     mean, std = _band_stats(x.shape[0], modality, mean, std)
     x.sub_(torch.from_numpy(mean)[:, None, None]).div_(torch.from_numpy(std)[:, None, None])
-    x.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
     return x.masked_fill_(invalid, 0.0) if bool(invalid.any()) else x
 
 

@@ -27,8 +27,9 @@ from typing import Sequence
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -268,6 +269,19 @@ def reference_grid(primary, others: Sequence, pixel_size: float,
     return Grid(crs, Affine(pixel_size, 0, x0, 0, -pixel_size, y1), w, h), False
 
 
+def on_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:
+    """True when ``src`` is already on the reference grid (same CRS, pixel size and north-up
+    axes, origin a whole number of pixels away): its pixels are read as they are, no warping.
+    Co-registered S1 / S2 stacks are, and so is the optical raster the grid was made from."""
+    t, g = src.transform, grid.transform
+    if src.crs is None or src.crs != grid.crs or abs(t.b) > 1e-12 or abs(t.d) > 1e-12:
+        return False
+    if abs(t.a - g.a) > 1e-6 * abs(g.a) or abs(t.e - g.e) > 1e-6 * abs(g.e):
+        return False
+    c, r = (g.c - t.c) / t.a, (g.f - t.f) / t.e
+    return abs(c - round(c)) < 1e-3 and abs(r - round(r)) < 1e-3
+
+
 class BandReader:
     """Reads chosen bands of a raster on the reference grid, NaN for no-data / outside."""
 
@@ -284,6 +298,7 @@ class BandReader:
             inv = ~self.src.transform
             c, r = inv * (grid.transform.c, grid.transform.f)
             self.offset = (int(round(r)), int(round(c)))
+            self.masks = _mask_plan(self.src, self.indexes)
         else:
             kw = {}
             if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
@@ -295,41 +310,79 @@ class BandReader:
     def read(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False) -> np.ndarray:
         """float32 [C, rows, cols]; ``pixel_interleaved``: stored as [rows, cols, C] (a transposed
         view), the channels-last layout the CPU encoders run in, so no copy is needed later."""
-        shape = (len(self.indexes), rows, cols)
-        out = (np.full(shape[1:] + shape[:1], np.nan, dtype=np.float32).transpose(2, 0, 1) if pixel_interleaved
-               else np.full(shape, np.nan, dtype=np.float32))
         ds = self.vrt if self.vrt is not None else self.src
         r_off, c_off = (0, 0) if self.vrt is not None else self.offset
         lim_r = self.grid.height if self.vrt is not None else min(self.grid.height, ds.height - r_off)
         lim_c = self.grid.width if self.vrt is not None else min(self.grid.width, ds.width - c_off)
-        r_a, r_b = max(0, row0), min(lim_r, row0 + rows)
-        c_a, c_b = max(0, col0), min(lim_c, col0 + cols)
+        r_a, r_b = max(0, -r_off, row0), min(lim_r, row0 + rows)
+        c_a, c_b = max(0, -c_off, col0), min(lim_c, col0 + cols)
+        shape = (len(self.indexes), rows, cols)
+        out = (np.empty(shape[1:] + shape[:1], dtype=np.float32).transpose(2, 0, 1) if pixel_interleaved
+               else np.empty(shape, dtype=np.float32))
         if r_a >= r_b or c_a >= c_b:
+            out.fill(np.nan)
             return out
+        # pixels outside the input are NaN; the rest is read straight into the result (no copy)
+        ra, rb, ca, cb = r_a - row0, r_b - row0, c_a - col0, c_b - col0
+        out[:, :ra] = np.nan
+        out[:, rb:] = np.nan
+        out[:, ra:rb, :ca] = np.nan
+        out[:, ra:rb, cb:] = np.nan
         win = Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a)
-        whole = (r_a, r_b, c_a, c_b) == (row0, row0 + rows, col0, col0 + cols)
-        # a block inside the grid is read straight into the result: no second copy of it in memory
-        a = ds.read(self.indexes, window=win, out=out) if whole else ds.read(self.indexes, window=win,
-                                                                              out_dtype="float32")
+        a = ds.read(self.indexes, window=win, out=out[:, ra:rb, ca:cb])
         if self.vrt is None:
-            m = ds.read_masks(self.indexes[0], window=win) == 0
-            for i in self.indexes[1:]:
-                m |= ds.read_masks(i, window=win) == 0
-            a[:, m] = np.nan
+            self._mask(a, win)
         if self.to_db:
             with np.errstate(divide="ignore", invalid="ignore"):
                 bad = ~(a > 0)
                 np.log10(np.maximum(a, 1e-10, out=a), out=a)
                 a *= 10.0
                 a[bad] = np.nan
-        if not whole:
-            out[:, r_a - row0: r_b - row0, c_a - col0: c_b - col0] = a
         return out
+
+    def _mask(self, a: np.ndarray, win: Window) -> None:
+        """Set no-data pixels of a direct read to NaN. A nodata value is found in the values
+        already read (GDAL's mask band would decode the block a second time, per band); a
+        dataset mask (internal mask, .msk, alpha) is read once for all bands."""
+        kind, arg = self.masks
+        if kind == "nodata":  # a pixel with any band at its nodata value is no-data in all bands
+            t = torch.from_numpy(a)  # torch: threaded, and fast on the channels-last view
+            bad = None
+            for band, nd in arg:
+                b = (t == nd).any(0) if band is None else t[band] == nd
+                bad = b if bad is None else bad.logical_or_(b)
+            if bool(bad.any()):
+                t.masked_fill_(bad, float("nan"))
+        elif kind in ("dataset", "bands"):
+            m = np.zeros(a.shape[1:], bool)
+            for i in arg:
+                m |= self.src.read_masks(i, window=win) == 0
+            a[:, m] = np.nan
 
     def close(self) -> None:
         if self.vrt is not None:
             self.vrt.close()
         self.src.close()
+
+
+def _mask_plan(src: rasterio.DatasetReader, indexes: Sequence[int]) -> tuple[str, object]:
+    """How a direct read finds no-data: ('none', None) all valid or NaN no-data (NaN stays NaN);
+    ('nodata', [(band position or None for all, value)]); ('dataset', [one band]) a mask shared
+    by all bands; ('bands', indexes) anything else, through GDAL's per-band masks."""
+    flags = [src.mask_flag_enums[i - 1] for i in indexes]
+    nodata = [src.nodatavals[i - 1] for i in indexes]
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        return "none", None
+    if all(f == [MaskFlags.nodata] for f in flags):
+        vals = [(k, np.float32(v)) for k, v in enumerate(nodata) if v is not None and not math.isnan(v)]
+        if not vals:
+            return "none", None
+        if len({float(v) for _, v in vals}) == 1 and len(vals) == len(indexes):
+            return "nodata", [(None, vals[0][1])]
+        return "nodata", vals
+    if all(MaskFlags.per_dataset in f for f in flags):
+        return "dataset", [indexes[0]]
+    return "bands", list(indexes)
 
 
 def build_band_vrt(paths: Sequence[str], out: str, resampling: str = "bilinear") -> str:

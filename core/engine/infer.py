@@ -42,7 +42,8 @@ from ..io.model_file import load_model, read_card
 from ..models.mosaic import MosaicModel
 from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
-from .align import BandReader, Grid, detect_level, guess_bands, map_bands, reference_grid, sar_is_linear
+from .align import (BandReader, Grid, detect_level, guess_bands, map_bands, on_grid, reference_grid,
+                    sar_is_linear)
 from .heap import retained_heap
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
@@ -241,12 +242,17 @@ def describe_inputs(optical: str | None, sar: str | None, model: str) -> dict:
 
 # --------------------------------------------------------------------------- blocks
 
-def _cell_presence(valid: np.ndarray, inside: np.ndarray, blk: W.Block, stride: int, halo_r: int,
-                   halo_c: int) -> np.ndarray:
-    """[rows, cols] bool: >= 50 % of the cell's in-grid pixels are valid."""
-    r, c = blk.rows * stride, blk.cols * stride
-    v = valid[halo_r: halo_r + r, halo_c: halo_c + c].reshape(blk.rows, stride, blk.cols, stride).sum((1, 3))
-    n = inside[halo_r: halo_r + r, halo_c: halo_c + c].reshape(blk.rows, stride, blk.cols, stride).sum((1, 3))
+def _cell_presence(valid: torch.Tensor, grid: Grid, blk: W.Block, stride: int) -> np.ndarray:
+    """[rows, cols] bool: >= 50 % of the cell's in-grid pixels are valid (``valid``: [Hr, Wr]
+    of the block's read window)."""
+    r0, c0 = blk.row0 * stride, blk.col0 * stride  # first pixel of the block's cells
+    hr, hc = r0 - blk.read_row0, c0 - blk.read_col0
+    v = valid[hr: hr + blk.rows * stride, hc: hc + blk.cols * stride]
+    v = v.reshape(blk.rows, stride, blk.cols, stride).sum((1, 3), dtype=torch.int32).numpy()
+    # in-grid pixels per cell: a product of per-row and per-column counts (the grid is a rectangle)
+    nr = np.clip(grid.height - (r0 + stride * np.arange(blk.rows)), 0, stride)
+    nc = np.clip(grid.width - (c0 + stride * np.arange(blk.cols)), 0, stride)
+    n = nr[:, None] * nc[None, :]
     return (n > 0) & (v * 2 >= n)
 
 
@@ -292,10 +298,6 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
                 layout: Callable[[torch.Tensor], torch.Tensor] | None) -> list[_BlockInput]:
     """Every input of a block on the reference grid, normalised (no-data -> 0) and, for dense
     mode, in the encoders' layout. Runs on the prefetch thread, beside the encoders."""
-    halo_r, halo_c = -blk.read_row0 + blk.row0 * stride, -blk.read_col0 + blk.col0 * stride
-    rr = np.arange(blk.read_row0, blk.read_row0 + blk.read_rows)
-    cc = np.arange(blk.read_col0, blk.read_col0 + blk.read_cols)
-    inside = ((rr >= 0) & (rr < grid.height))[:, None] & ((cc >= 0) & (cc < grid.width))[None, :]
     out = []
     for inp in inputs:
         a = torch.from_numpy(inp.reader.read(blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols,
@@ -304,7 +306,7 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
         # than isfinite(a).all(0) on the channels-last layout, whose band axis is the innermost).
         # The reader fills pixels outside the grid with NaN, so they are invalid too.
         valid = torch.isfinite(a.sum(0))
-        present = _cell_presence(valid.numpy(), inside, blk, stride, halo_r, halo_c)
+        present = _cell_presence(valid, grid, blk, stride)
         x = None
         if present.any():
             x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
@@ -476,9 +478,9 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         if not native:
             warns.append(f"inputs resampled to a {em.pixel_size:g} m grid in {grid.crs.to_string()}")
         for m, src in srcs.items():
-            direct = native and src is primary
             mean, std = em.stats[m]
-            readers.append(_Input(m, src.name, BandReader(src.name, maps[m].indexes, grid, direct, to_db=to_db and m == "s1"),
+            readers.append(_Input(m, src.name, BandReader(src.name, maps[m].indexes, grid, on_grid(src, grid),
+                                                          to_db=to_db and m == "s1"),
                                   mean, std))
 
         mode = req.mode

@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 
 from ..data.normalize import normalize
-from ..engine.align import BandReader, Grid, map_bands, reference_grid, sar_is_linear
+from ..engine.align import BandReader, Grid, map_bands, on_grid, reference_grid, sar_is_linear
 
 
 @dataclass
@@ -74,7 +74,7 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
         others = [s for s in srcs.values() if s is not primary]
         pixel = float(inputs.get("pixel_size_m", 10))
         grid, native = reference_grid(primary, others, pixel)
-        readers = {m: BandReader(src.name, maps[m].indexes, grid, native and src is primary,
+        readers = {m: BandReader(src.name, maps[m].indexes, grid, on_grid(src, grid),
                                  to_db=to_db and m == "s1") for m, src in srcs.items()}
     finally:
         for s in srcs.values():

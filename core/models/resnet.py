@@ -35,8 +35,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        skip = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + skip)
+        out += x if self.downsample is None else self.downsample(x)  # in place: one tensor less
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -57,8 +57,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        skip = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + skip)
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
 
 
 def _shortcut(cin: int, cout: int, stride: int) -> nn.Sequential | None:

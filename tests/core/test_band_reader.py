@@ -1,0 +1,119 @@
+"""BandReader: direct reads of rasters already on the reference grid, and how they find no-data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+from core.engine.align import BandReader, Grid, _mask_plan, build_band_vrt, on_grid
+
+UTM = "EPSG:32633"
+
+
+def _write(path, a: np.ndarray, transform: Affine, nodata=None, dataset_mask: np.ndarray | None = None) -> str:
+    with rasterio.open(path, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0],
+                       dtype=a.dtype, crs=UTM, transform=transform, nodata=nodata) as ds:
+        ds.write(a)
+        if dataset_mask is not None:
+            ds.write_mask(dataset_mask.astype("uint8") * 255)
+    return str(path)
+
+
+def _per_band_nodata(folder, a: np.ndarray, transform: Affine, nodata: tuple) -> str:
+    """A VRT of single-band files, each with its own nodata value (as build_band_vrt makes for JP2 bands)."""
+    bands = [_write(folder / f"s2_B0{i + 2}.tif", a[i: i + 1], transform, nodata=nd) for i, nd in enumerate(nodata)]
+    return build_band_vrt(bands, str(folder / "stack.vrt"))
+
+
+def _grid(x0: float, y0: float, w: int, h: int, res: float = 10.0) -> Grid:
+    return Grid(rasterio.crs.CRS.from_string(UTM), Affine(res, 0, x0, 0, -res, y0), w, h)
+
+
+def _values(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(100, 3000, shape).astype("uint16")
+
+
+def test_on_grid_needs_same_crs_pixel_size_and_a_whole_pixel_offset(tmp_path):
+    p = _write(tmp_path / "a.tif", _values((2, 20, 30)), Affine(10, 0, 500000, 0, -10, 4000000))
+    with rasterio.open(p) as src:
+        assert on_grid(src, _grid(500000, 4000000, 30, 20))
+        assert on_grid(src, _grid(500050, 3999930, 10, 10))           # 5 columns, 7 rows in
+        assert on_grid(src, _grid(499980, 4000020, 10, 10))           # 2 pixels before it: still on grid
+        assert not on_grid(src, _grid(500005, 4000000, 10, 10))       # half a pixel off
+        assert not on_grid(src, _grid(500000, 4000000, 10, 10, 20.0))  # other pixel size
+        g = _grid(500000, 4000000, 10, 10)
+        assert not on_grid(src, Grid(rasterio.crs.CRS.from_epsg(32632), g.transform, 10, 10))
+
+
+def test_direct_read_equals_the_warped_read_on_the_same_grid(tmp_path):
+    """A co-registered raster skips the warper: same values, same NaN for no-data and outside."""
+    a = _values((3, 40, 50))
+    a[1, 5, 7] = 0                      # one band at nodata: the whole pixel is no-data
+    a[:, 20:22, 30:35] = 0              # a hole
+    p = _write(tmp_path / "s2.tif", a, Affine(10, 0, 500000, 0, -10, 4000000), nodata=0)
+    g = _grid(500000 + 10 * 4, 4000000 - 10 * 3, 40, 30)  # a window of it, 3 rows and 4 columns in
+    direct, warped = BandReader(p, [1, 2, 3], g, True), BandReader(p, [1, 2, 3], g, False, resampling=
+                                                                  rasterio.enums.Resampling.nearest)
+    try:
+        for args in ((0, 0, 30, 40), (-5, -6, 20, 25), (25, 35, 10, 10), (40, 50, 5, 5)):
+            for inter in (False, True):
+                d, w = direct.read(*args, pixel_interleaved=inter), warped.read(*args)
+                # the engine's rule: a pixel with any band at nodata is no-data (GDAL's warper only
+                # drops a pixel when all its bands are: the one-band pixel (2, 3) is left out here)
+                bad, wbad = np.isnan(d).any(0), np.isnan(w).any(0)
+                r, c = 2 - args[0], 3 - args[1]
+                if 0 <= r < args[2] and 0 <= c < args[3]:
+                    assert bad[r, c] and not wbad[r, c]
+                    wbad[r, c] = True
+                np.testing.assert_array_equal(bad, wbad)
+                np.testing.assert_array_equal(d[:, ~bad], w[:, ~bad])
+        d = direct.read(0, 0, 30, 40)
+        assert np.isnan(d[:, 5 - 3, 7 - 4]).all()       # every band NaN where one band was nodata
+        assert np.isnan(d[:, 17:19, 26:31]).all()
+        assert np.isfinite(d[:, 0, 0]).all()
+        assert np.isnan(direct.read(-2, 0, 4, 4)[:, :2]).all()  # outside the grid
+    finally:
+        direct.close()
+        warped.close()
+
+
+def test_mask_plans(tmp_path):
+    tf = Affine(10, 0, 500000, 0, -10, 4000000)
+    a = _values((2, 8, 8))
+    with rasterio.open(_write(tmp_path / "none.tif", a, tf)) as s:
+        assert _mask_plan(s, [1, 2]) == ("none", None)
+    with rasterio.open(_write(tmp_path / "nd.tif", a, tf, nodata=0)) as s:
+        assert _mask_plan(s, [1, 2]) == ("nodata", [(None, 0.0)])
+    with rasterio.open(_per_band_nodata(tmp_path, a, tf, (0, 7))) as s:
+        assert _mask_plan(s, [1, 2]) == ("nodata", [(0, 0.0), (1, 7.0)])
+    with rasterio.open(_write(tmp_path / "nan.tif", a.astype("float32"), tf, nodata=float("nan"))) as s:
+        assert _mask_plan(s, [1, 2]) == ("none", None)  # NaN stays NaN on its own
+    m = np.ones((8, 8), bool)
+    m[2:4, 2:4] = False
+    p = _write(tmp_path / "msk.tif", a, tf, dataset_mask=m)
+    with rasterio.open(p) as s:
+        assert _mask_plan(s, [1, 2]) == ("dataset", [1])
+    r = BandReader(p, [1, 2], _grid(500000, 4000000, 8, 8), True)
+    try:
+        got = r.read(0, 0, 8, 8)
+    finally:
+        r.close()
+    assert np.isnan(got[:, ~m]).all() and np.isfinite(got[:, m]).all()
+
+
+def test_per_band_nodata_values(tmp_path):
+    a = _values((2, 6, 6))
+    a[0, 1, 1] = 0   # band 1 nodata is 0
+    a[1, 2, 2] = 7   # band 2 nodata is 7
+    a[1, 3, 3] = 0   # 0 is a value in band 2
+    p = _per_band_nodata(tmp_path, a, Affine(10, 0, 500000, 0, -10, 4000000), (0, 7))
+    r = BandReader(p, [1, 2], _grid(500000, 4000000, 6, 6), True)
+    try:
+        got = r.read(0, 0, 6, 6, pixel_interleaved=True)
+    finally:
+        r.close()
+    bad = np.isnan(got).any(0)
+    assert bad.sum() == 2 and bad[1, 1] and bad[2, 2]
+    assert np.isnan(got[:, bad]).all()
+    assert got[1, 3, 3] == pytest.approx(0.0)
