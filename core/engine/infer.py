@@ -24,10 +24,10 @@ from __future__ import annotations
 import copy
 import os
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 import rasterio
@@ -45,6 +45,7 @@ from . import windows as W
 from .align import (BandReader, Grid, detect_level, guess_bands, map_bands, on_grid, reference_grid,
                     sar_is_linear)
 from .heap import retained_heap
+from .strips import strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
 OUTPUT_KINDS = ("probabilities", "dominant", "multihot", "uncertainty", "embeddings", "clusters")
@@ -147,7 +148,8 @@ class EngineModel:
         for m, enc in model.encoders.items():
             e = fold_batchnorm(enc).to(device)
             if device.type == "cpu":
-                e = e.to(memory_format=torch.channels_last)
+                # stem + first stage strip by strip: same map, a third of the activation memory
+                e = strip_encoder(e.to(memory_format=torch.channels_last))
             if compile:
                 e = torch.compile(e, dynamic=True)
             self.encoders[m] = e
@@ -316,15 +318,23 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
     return out
 
 
-def _process_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, stride: int, mode: str, batch: int):
-    """(probs [K, rows, cols] or None where nothing valid, embeddings [E, rows, cols], valid [rows, cols])."""
+def _process_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, stride: int, mode: str, batch: int,
+                   past_peak: Callable[[], None] = lambda: None):
+    """(probs [K, rows, cols] or None where nothing valid, embeddings [E, rows, cols], valid [rows, cols]).
+
+    ``past_peak`` is called once the block's memory peak is behind: after the first encoder
+    (the optical one, the largest input, freed once encoded) when another encoder follows,
+    else before the only one (then the read ahead overlaps all of it)."""
     feats: dict[str, torch.Tensor] = {}
     present = {d.modality: d.present for d in data}
     any_present = np.zeros((blk.rows, blk.cols), bool)
     for p in present.values():
         any_present |= p
     if not any_present.any():
+        past_peak()
         return None, None, any_present
+    if sum(d.values is not None for d in data) < 2:
+        past_peak()
     for d in data:
         m = d.modality
         if d.values is None:
@@ -334,6 +344,7 @@ def _process_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, strid
         else:
             feats[m] = _sliding_features(em, m, d.values.numpy(), blk, stride, batch, d.present)
         d.values = None  # free the block's input before the next modality's encoder runs
+        past_peak()
     n = blk.rows * blk.cols
     fl = {m: f.reshape(n, -1) for m, f in feats.items()}
     pr = {m: torch.from_numpy(p.reshape(n)).to(em.device, torch.float32) for m, p in present.items()}
@@ -344,25 +355,39 @@ def _process_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, strid
 
 
 _B = TypeVar("_B")
+_END = object()
 
 
-def _prefetched(pool: Executor | None, blocks: Iterable[_B], read: Callable[[_B], Any]) -> Iterator[tuple[_B, Any]]:
-    """(block, read(block)) in order, reading the next block on ``pool`` while the caller
-    computes on the current one: GDAL decoding and warping overlap the encoders. Without a
-    pool, one block at a time."""
-    if pool is None:
-        for b in blocks:
-            yield b, read(b)
-        return
-    it = iter(blocks)
-    cur = next(it, None)
-    fut = pool.submit(read, cur) if cur is not None else None
-    while cur is not None:
-        data = fut.result()
-        nxt = next(it, None)
-        fut = pool.submit(read, nxt) if nxt is not None else None
-        yield cur, data
-        cur = nxt
+class _Prefetcher(Generic[_B]):
+    """(block, read(block)) in order. ``read_ahead()`` starts reading the next block on
+    ``pool`` while the caller still computes on the current one, so GDAL decoding and
+    warping overlap the encoders. The caller picks the moment: after its memory peak, so
+    the two blocks' buffers do not add up with the peak. Without a call (or a pool) the
+    next block is read when it is asked for."""
+
+    def __init__(self, pool: Executor | None, blocks: Iterable[_B], read: Callable[[_B], Any]) -> None:
+        self.pool, self.it, self.read = pool, iter(blocks), read
+        self.pending: tuple[Any, Future | None] | None = None
+
+    def read_ahead(self) -> None:
+        if self.pool is None or self.pending is not None:
+            return
+        nxt = next(self.it, _END)
+        self.pending = (nxt, None if nxt is _END else self.pool.submit(self.read, nxt))
+
+    def __iter__(self) -> Iterator[tuple[_B, Any]]:
+        while True:
+            if self.pending is None:
+                blk = next(self.it, _END)
+                if blk is _END:
+                    return
+                data = self.read(blk)
+            else:
+                (blk, fut), self.pending = self.pending, None
+                if blk is _END:
+                    return
+                data = fut.result()
+            yield blk, data
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -541,12 +566,14 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         step = 0
         layout = em.prepare if mode == "dense" else None
         blocks = W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride)
-        for blk, data in _prefetched(pool if req.prefetch else None, blocks,
-                                     lambda b: _read_block(readers, grid, b, stride, layout)):
+        reads = _Prefetcher(pool if req.prefetch else None, blocks,
+                            lambda b: _read_block(readers, grid, b, stride, layout))
+        for blk, data in reads:
             if is_cancelled():
                 raise Cancelled("cancelled")
             with retained_heap():  # one block's tensors reuse each other's memory, given back after
-                probs, emb, valid = _process_block(em, data, blk, stride, mode, req.batch_size)
+                probs, emb, valid = _process_block(em, data, blk, stride, mode, req.batch_size, reads.read_ahead)
+            reads.read_ahead()
             _write_block(outs, blk, probs, emb, valid, K, req.probability_dtype)
             if emb_out is not None and emb_out is tmp_emb:
                 e = np.full((n_emb, blk.rows, blk.cols), np.nan, np.float32) if emb is None else \

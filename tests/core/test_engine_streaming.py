@@ -43,11 +43,18 @@ def test_prefetch_reads_one_block_ahead_in_order():
         return b * 10
 
     with infer.ThreadPoolExecutor(1) as pool:
-        for b, data in infer._prefetched(pool, range(6), read):
+        blocks = infer._Prefetcher(pool, range(6), read)
+        for b, data in blocks:
             assert data == b * 10
             with lock:
-                assert len(reads) <= b + 2  # never more than one block read ahead
+                assert len(reads) == b + 1  # the next read waits for read_ahead()
+            blocks.read_ahead()
+            blocks.read_ahead()  # a second call reads nothing more
             seen.append(b)
+            if blocks.pending[1] is not None:
+                blocks.pending[1].result()  # let the read ahead finish
+            with lock:
+                assert len(reads) == min(b + 2, 6)  # never more than one block ahead
     assert seen == list(range(6)) and reads == list(range(6))
 
 
@@ -60,7 +67,9 @@ def test_prefetch_error_reaches_the_caller():
     with infer.ThreadPoolExecutor(1) as pool:
         got = []
         try:
-            for b, _ in infer._prefetched(pool, range(5), read):
+            blocks = infer._Prefetcher(pool, range(5), read)
+            for b, _ in blocks:
+                blocks.read_ahead()
                 got.append(b)
         except ValueError as e:
             assert "bad block" in str(e)

@@ -1,0 +1,39 @@
+"""Strip-wise stem + first stage: the same feature map as one pass, for both ResNet stems."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.engine.infer import fold_batchnorm
+from core.engine.strips import receptive_margin, strip_encoder
+from core.models.resnet import ResNetEncoder
+
+
+def test_receptive_margin_of_the_small_stem_and_first_stage():
+    enc = ResNetEncoder(12, depth=18, width=16, stem_stride=2)
+    margin, stride = receptive_margin([enc.conv1, enc.bn1, enc.relu, enc.maxpool, enc.layer1])
+    assert (margin, stride) == (3 + 4 * 2, 2)  # 7x7 conv, then four 3x3 convs at stride 2
+
+
+@pytest.mark.parametrize("depth,width,stem,h,w,strip", [
+    (18, 16, 2, 176, 48, 32),    # many strips, last one shorter
+    (18, 16, 2, 160, 64, 64),
+    (50, 8, 4, 224, 32, 48),     # max-pool stem, bottleneck blocks
+    (18, 16, 2, 64, 64, 512),    # one pass
+])
+def test_strips_equal_one_pass(depth, width, stem, h, w, strip):
+    torch.manual_seed(0)
+    enc = ResNetEncoder(5, depth=depth, width=width, stem_stride=stem)
+    for m in enc.modules():  # non-trivial BatchNorm, so folding and every block matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.running_mean.uniform_(-0.2, 0.2)
+    enc = fold_batchnorm(enc).eval().double()  # float64: what is left is the algorithm, not rounding
+    x = torch.randn(1, 5, h, w, dtype=torch.float64)
+    with torch.inference_mode():
+        ref = enc(x)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            se = strip_encoder(enc, strip_rows=strip)
+            got = se(x.contiguous(memory_format=layout))
+            assert got.shape == ref.shape
+            torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
