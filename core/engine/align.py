@@ -307,31 +307,70 @@ class BandReader:
                                  height=grid.height, resampling=resampling, nodata=np.nan, dtype="float32",
                                  **kw)
 
-    def read(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False) -> np.ndarray:
-        """float32 [C, rows, cols]; ``pixel_interleaved``: stored as [rows, cols, C] (a transposed
-        view), the channels-last layout the CPU encoders run in, so no copy is needed later."""
+    @property
+    def stored_dtype(self) -> np.dtype | None:
+        """The file's own integer type when reads can keep it (``read_stored``): a direct read
+        of 8 or 16 bit integers (uint16 Sentinel-2 reflectance takes half the memory of float32)."""
+        if self.vrt is not None or self.to_db:
+            return None
+        dts = {np.dtype(self.src.dtypes[i - 1]) for i in self.indexes}
+        dt = dts.pop() if len(dts) == 1 else None
+        return dt if dt is not None and dt.kind in "iu" and dt.itemsize <= 2 else None
+
+    def _clip(self, row0: int, col0: int, rows: int, cols: int) -> tuple[Window | None, tuple[int, int, int, int]]:
+        """The part of a request that lies in the input: a window of ``ds`` and where it goes."""
         ds = self.vrt if self.vrt is not None else self.src
         r_off, c_off = (0, 0) if self.vrt is not None else self.offset
         lim_r = self.grid.height if self.vrt is not None else min(self.grid.height, ds.height - r_off)
         lim_c = self.grid.width if self.vrt is not None else min(self.grid.width, ds.width - c_off)
         r_a, r_b = max(0, -r_off, row0), min(lim_r, row0 + rows)
         c_a, c_b = max(0, -c_off, col0), min(lim_c, col0 + cols)
-        shape = (len(self.indexes), rows, cols)
-        out = (np.empty(shape[1:] + shape[:1], dtype=np.float32).transpose(2, 0, 1) if pixel_interleaved
-               else np.empty(shape, dtype=np.float32))
         if r_a >= r_b or c_a >= c_b:
-            out.fill(np.nan)
+            return None, (0, 0, 0, 0)
+        return Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a), (r_a - row0, r_b - row0, c_a - col0, c_b - col0)
+
+    def buffer(self, rows: int, cols: int, stored: bool = False, pixel_interleaved: bool = False) -> np.ndarray:
+        """An uninitialised [C, rows, cols] result for ``read`` (float32) or ``read_stored``
+        (``stored``): callers that read on another thread allocate it on their own."""
+        dtype = self.stored_dtype if stored else np.float32
+        c = len(self.indexes)
+        return (np.empty((rows, cols, c), dtype=dtype).transpose(2, 0, 1) if pixel_interleaved
+                else np.empty((c, rows, cols), dtype=dtype))
+
+    def _buffer(self, row0: int, col0: int, rows: int, cols: int, stored: bool, pixel_interleaved: bool,
+                outside, out: np.ndarray | None) -> tuple[np.ndarray, Window | None, np.ndarray | None,
+                                                          tuple[int, int, int, int]]:
+        """(result [C, rows, cols], window of the input, the view of the result it is read into,
+        that view's bounds): pixels outside the input are set to ``outside``; the rest is to be
+        read straight into the result (no copy)."""
+        if out is None:
+            out = self.buffer(rows, cols, stored, pixel_interleaved)
+        elif out.shape != (len(self.indexes), rows, cols):
+            raise ValueError(f"read buffer of shape {out.shape}, expected {(len(self.indexes), rows, cols)}")
+        win, (ra, rb, ca, cb) = self._clip(row0, col0, rows, cols)
+        if win is None:
+            out.fill(outside)
+            return out, None, None, (0, 0, 0, 0)
+        out[:, :ra] = outside
+        out[:, rb:] = outside
+        out[:, ra:rb, :ca] = outside
+        out[:, ra:rb, cb:] = outside
+        return out, win, out[:, ra:rb, ca:cb], (ra, rb, ca, cb)
+
+    def read(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """float32 [C, rows, cols], NaN for no-data (every band of the pixel) and outside;
+        ``pixel_interleaved``: stored as [rows, cols, C] (a transposed view), the channels-last
+        layout the CPU encoders run in, so no copy is needed later. ``out``: a ``buffer()`` to read into."""
+        out, win, a, _ = self._buffer(row0, col0, rows, cols, False, pixel_interleaved, np.nan, out)
+        if win is None:
             return out
-        # pixels outside the input are NaN; the rest is read straight into the result (no copy)
-        ra, rb, ca, cb = r_a - row0, r_b - row0, c_a - col0, c_b - col0
-        out[:, :ra] = np.nan
-        out[:, rb:] = np.nan
-        out[:, ra:rb, :ca] = np.nan
-        out[:, ra:rb, cb:] = np.nan
-        win = Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a)
-        a = ds.read(self.indexes, window=win, out=out[:, ra:rb, ca:cb])
+        ds = self.vrt if self.vrt is not None else self.src
+        ds.read(self.indexes, window=win, out=a)
         if self.vrt is None:
-            self._mask(a, win)
+            bad = self._nodata(a, win)
+            if bad is not None:
+                torch.from_numpy(a).masked_fill_(bad, float("nan"))
         if self.to_db:
             with np.errstate(divide="ignore", invalid="ignore"):
                 bad = ~(a > 0)
@@ -340,24 +379,50 @@ class BandReader:
                 a[bad] = np.nan
         return out
 
-    def _mask(self, a: np.ndarray, win: Window) -> None:
-        """Set no-data pixels of a direct read to NaN. A nodata value is found in the values
-        already read (GDAL's mask band would decode the block a second time, per band); a
-        dataset mask (internal mask, .msk, alpha) is read once for all bands."""
+    def read_stored(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False,
+                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(values [C, rows, cols] in ``stored_dtype``, 0 outside the input; invalid bool [rows,
+        cols]: no-data in any band, or outside). For inputs with a ``stored_dtype`` only."""
+        if self.stored_dtype is None:
+            raise ValueError(f"{self.src.name}: its values cannot be read in their stored type (use read)")
+        out, win, a, (ra, rb, ca, cb) = self._buffer(row0, col0, rows, cols, True, pixel_interleaved, 0, out)
+        invalid = np.ones((rows, cols), bool)
+        if win is None:
+            return out, invalid
+        self.src.read(self.indexes, window=win, out=a)
+        invalid[ra:rb, ca:cb] = False
+        bad = self._nodata(a, win)
+        if bad is not None:
+            invalid[ra:rb, ca:cb] = bad.numpy()
+        return out, invalid
+
+    def _nodata(self, a: np.ndarray, win: Window) -> torch.Tensor | None:
+        """Pixels of a direct read that are no-data in any band (bool [rows, cols]), None if none.
+        A nodata value is found in the values already read (GDAL's mask band would decode the
+        block a second time, per band); a dataset mask (internal mask, .msk, alpha) is read once
+        for all bands."""
         kind, arg = self.masks
-        if kind == "nodata":  # a pixel with any band at its nodata value is no-data in all bands
+        bad = None
+        if kind == "nodata":
             t = torch.from_numpy(a)  # torch: threaded, and fast on the channels-last view
-            bad = None
             for band, nd in arg:
-                b = (t == nd).any(0) if band is None else t[band] == nd
+                if t.is_floating_point():
+                    v = float(nd)  # nd is float32 already: compared as stored
+                elif float(nd).is_integer():
+                    v = int(nd)
+                else:
+                    continue  # a fractional nodata value never occurs in integer data
+                if band is None:  # by rows: no [C, H, W] temporary beside the block
+                    b = torch.cat([(t[:, r: r + 256] == v).any(0) for r in range(0, t.shape[1], 256)])
+                else:
+                    b = t[band] == v
                 bad = b if bad is None else bad.logical_or_(b)
-            if bool(bad.any()):
-                t.masked_fill_(bad, float("nan"))
         elif kind in ("dataset", "bands"):
             m = np.zeros(a.shape[1:], bool)
             for i in arg:
                 m |= self.src.read_masks(i, window=win) == 0
-            a[:, m] = np.nan
+            bad = torch.from_numpy(m)
+        return bad if bad is not None and bool(bad.any()) else None
 
     def close(self) -> None:
         if self.vrt is not None:

@@ -22,6 +22,7 @@ Memory is bounded by the block size, never by the scene.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -292,18 +293,52 @@ class _BlockInput:
     """One modality of a block, ready for the encoder, and the output cells it covers."""
 
     modality: str
-    values: torch.Tensor | None  # normalised [C, Hr, Wr] (sliding) or prepared [1, C, Hr, Wr] (dense)
+    # normalised [C, Hr, Wr] (sliding) or prepared [1, C, Hr, Wr] (dense); or a function that
+    # makes it from the values in their stored type, called when the encoder is about to run
+    values: torch.Tensor | Callable[[], torch.Tensor] | None
     present: np.ndarray          # bool [rows, cols]
+
+    def tensor(self) -> torch.Tensor:
+        return self.values() if callable(self.values) else self.values
+
+
+def _to_float(raw: np.ndarray, invalid: torch.Tensor, inp: _Input,
+              layout: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Stored integer values -> the normalised float32 input, in the same memory layout."""
+    t = torch.from_numpy(raw)
+    x = torch.empty_like(t, dtype=torch.float32).copy_(t)
+    return layout(normalize_(x, inp.modality, invalid, inp.mean, inp.std)[None])
+
+
+def _block_buffers(inputs: list[_Input], blk: W.Block, dense: bool) -> list[np.ndarray]:
+    """The arrays ``_read_block`` reads a block into. Allocated by the main thread when it starts
+    the read ahead, once the current block's input is freed: they take its place in the heap
+    (``heap.retained_heap``) instead of adding a second block beside it."""
+    return [inp.reader.buffer(blk.read_rows, blk.read_cols, dense and inp.reader.stored_dtype is not None, dense)
+            for inp in inputs]
 
 
 def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
-                layout: Callable[[torch.Tensor], torch.Tensor] | None) -> list[_BlockInput]:
+                layout: Callable[[torch.Tensor], torch.Tensor] | None,
+                buffers: list[np.ndarray] | None = None) -> list[_BlockInput]:
     """Every input of a block on the reference grid, normalised (no-data -> 0) and, for dense
-    mode, in the encoders' layout. Runs on the prefetch thread, beside the encoders."""
+    mode, in the encoders' layout. Runs on the prefetch thread, beside the encoders.
+
+    Dense inputs stored as 8/16-bit integers (Sentinel-2 reflectance) stay in that type until
+    their encoder runs: the block read ahead then holds half the memory of float32."""
     out = []
-    for inp in inputs:
-        a = torch.from_numpy(inp.reader.read(blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols,
-                                             pixel_interleaved=layout is not None))
+    box = (blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols)
+    buffers = buffers or _block_buffers(inputs, blk, layout is not None)
+    for inp, buf in zip(inputs, buffers):
+        if layout is not None and inp.reader.stored_dtype is not None:
+            raw, invalid = inp.reader.read_stored(*box, pixel_interleaved=True, out=buf)
+            inv = torch.from_numpy(invalid)
+            present = _cell_presence(~inv, grid, blk, stride)
+            x = functools.partial(_to_float, raw, inv, inp, layout) if present.any() else None
+            del raw, buf
+            out.append(_BlockInput(inp.modality, x, present))
+            continue
+        a = torch.from_numpy(inp.reader.read(*box, pixel_interleaved=layout is not None, out=buf))
         # a pixel is valid where every band is finite: the band sum is NaN/inf otherwise (7x faster
         # than isfinite(a).all(0) on the channels-last layout, whose band axis is the innermost).
         # The reader fills pixels outside the grid with NaN, so they are invalid too.
@@ -339,11 +374,13 @@ def _process_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, strid
         m = d.modality
         if d.values is None:
             feats[m] = torch.zeros(blk.rows, blk.cols, em.dim, device=em.device)
-        elif mode == "dense":
-            feats[m] = _dense_features(em, m, d.values, blk, stride)
         else:
-            feats[m] = _sliding_features(em, m, d.values.numpy(), blk, stride, batch, d.present)
-        d.values = None  # free the block's input before the next modality's encoder runs
+            x, d.values = d.tensor(), None  # stored values are dropped once the float input exists
+            if mode == "dense":
+                feats[m] = _dense_features(em, m, x, blk, stride)
+            else:
+                feats[m] = _sliding_features(em, m, x.numpy(), blk, stride, batch, d.present)
+            del x  # free the block's input before the next modality's encoder runs
         past_peak()
     n = blk.rows * blk.cols
     fl = {m: f.reshape(n, -1) for m, f in feats.items()}
@@ -365,15 +402,18 @@ class _Prefetcher(Generic[_B]):
     the two blocks' buffers do not add up with the peak. Without a call (or a pool) the
     next block is read when it is asked for."""
 
-    def __init__(self, pool: Executor | None, blocks: Iterable[_B], read: Callable[[_B], Any]) -> None:
-        self.pool, self.it, self.read = pool, iter(blocks), read
+    def __init__(self, pool: Executor | None, blocks: Iterable[_B], read: Callable[..., Any],
+                 alloc: Callable[[_B], Any] | None = None) -> None:
+        """``read(block)``, or ``read(block, alloc(block))`` with ``alloc`` run by the caller's thread."""
+        self.pool, self.it, self.read, self.alloc = pool, iter(blocks), read, alloc
         self.pending: tuple[Any, Future | None] | None = None
 
     def read_ahead(self) -> None:
         if self.pool is None or self.pending is not None:
             return
         nxt = next(self.it, _END)
-        self.pending = (nxt, None if nxt is _END else self.pool.submit(self.read, nxt))
+        args = () if nxt is _END or self.alloc is None else (self.alloc(nxt),)
+        self.pending = (nxt, None if nxt is _END else self.pool.submit(self.read, nxt, *args))
 
     def __iter__(self) -> Iterator[tuple[_B, Any]]:
         while True:
@@ -567,7 +607,8 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         layout = em.prepare if mode == "dense" else None
         blocks = W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride)
         reads = _Prefetcher(pool if req.prefetch else None, blocks,
-                            lambda b: _read_block(readers, grid, b, stride, layout))
+                            lambda b, bufs=None: _read_block(readers, grid, b, stride, layout, bufs),
+                            lambda b: _block_buffers(readers, b, layout is not None))
         for blk, data in reads:
             if is_cancelled():
                 raise Cancelled("cancelled")

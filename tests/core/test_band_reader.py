@@ -117,3 +117,33 @@ def test_per_band_nodata_values(tmp_path):
     assert bad.sum() == 2 and bad[1, 1] and bad[2, 2]
     assert np.isnan(got[:, bad]).all()
     assert got[1, 3, 3] == pytest.approx(0.0)
+
+
+def test_stored_type_read_matches_the_float_read(tmp_path):
+    """uint16 blocks are kept as uint16 until their encoder runs: same values, same no-data."""
+    a = _values((3, 40, 50))
+    a[1, 5, 7] = 0
+    a[:, 20:22, 30:35] = 0
+    p = _write(tmp_path / "s2.tif", a, Affine(10, 0, 500000, 0, -10, 4000000), nodata=0)
+    r = BandReader(p, [1, 2, 3], _grid(500000 + 40, 4000000 - 30, 40, 30), True)
+    try:
+        assert r.stored_dtype == np.uint16
+        for box in ((0, 0, 30, 40), (-5, -6, 20, 25), (25, 35, 10, 10), (40, 50, 5, 5)):
+            f = r.read(*box, pixel_interleaved=True)
+            raw, invalid = r.read_stored(*box, pixel_interleaved=True)
+            assert raw.dtype == np.uint16 and raw.strides[0] == 2  # bands innermost (channels-last)
+            np.testing.assert_array_equal(invalid, np.isnan(f).any(0))
+            np.testing.assert_array_equal(raw[:, ~invalid].astype(np.float32), f[:, ~invalid])
+            if box[0] < 0:
+                assert (raw[:, : -box[0]] == 0).all()  # outside the input
+    finally:
+        r.close()
+    f32 = _write(tmp_path / "f.tif", a.astype("float32"), Affine(10, 0, 500000, 0, -10, 4000000), nodata=0)
+    warped = BandReader(p, [1, 2, 3], _grid(500005, 4000000, 10, 10), False)
+    try:
+        assert warped.stored_dtype is None  # warped reads are float32
+        assert BandReader(f32, [1], _grid(500000, 4000000, 10, 10), True).stored_dtype is None
+        with pytest.raises(ValueError, match="stored type"):
+            warped.read_stored(0, 0, 2, 2)
+    finally:
+        warped.close()

@@ -98,3 +98,52 @@ def test_heap_reuse_and_prefetch_change_no_output(tmp_path, monkeypatch):
     without = run("without")
     assert with_reuse.shape[0] == 19 and np.isfinite(with_reuse).any()
     np.testing.assert_array_equal(with_reuse, without)
+
+
+def test_outputs_do_not_depend_on_the_stored_type(tmp_path):
+    """A uint16 optical raster (read in its stored type, converted when its encoder runs) and the
+    same values as float32 (read as float) give the same probabilities."""
+    s2 = _raster(tmp_path / "s2.tif", "s2", 300, 260, _tf(), nodata=0,
+                 fill=lambda a: a.__setitem__((slice(None), slice(0, 40), slice(0, 70)), 0))
+    with rasterio.open(s2) as src:
+        prof, data, desc = src.profile, src.read(), src.descriptions
+    prof.update(dtype="float32")
+    f32 = str(tmp_path / "s2f.tif")
+    with rasterio.open(f32, "w", **prof) as dst:
+        dst.write(data.astype("float32"))
+        for i, d in enumerate(desc, 1):
+            dst.set_band_description(i, d)
+    outs = {}
+    for name, path in (("u16", s2), ("f32", f32)):
+        o = tmp_path / name
+        o.mkdir()
+        run_scene(SceneRequest(model=MODEL, optical=path, mode="dense", block_size=128,
+                               outputs={"probabilities": str(o / "p.tif")}, probability_dtype="float32"))
+        with rasterio.open(o / "p.tif") as ds:
+            outs[name] = ds.read()
+    np.testing.assert_array_equal(np.isnan(outs["u16"]), np.isnan(outs["f32"]))
+    np.testing.assert_allclose(np.nan_to_num(outs["u16"]), np.nan_to_num(outs["f32"]), atol=1e-5)
+    assert np.isnan(outs["u16"][:, 0, 0]).all() and np.isfinite(outs["u16"][:, -1, -1]).all()
+
+
+def test_read_ahead_buffers_come_from_the_calling_thread():
+    """The next block's buffers are allocated by the thread that calls read_ahead (the engine's
+    main thread, where the block just freed its input), and filled by the reading thread."""
+    main = threading.current_thread()
+    allocs, fills = [], []
+
+    def alloc(b):
+        allocs.append((b, threading.current_thread()))
+        return [b * 100]
+
+    def read(b, bufs=None):
+        fills.append((b, bufs, threading.current_thread()))
+        return b
+
+    with infer.ThreadPoolExecutor(1) as pool:
+        blocks = infer._Prefetcher(pool, range(3), read, alloc)
+        assert [b for b, _ in blocks if blocks.read_ahead() is None] == [0, 1, 2]
+    assert allocs == [(1, main), (2, main)]
+    assert fills[0] == (0, None, main)  # the first block: nothing to overlap, read at once
+    assert [(b, bufs) for b, bufs, _ in fills[1:]] == [(1, [100]), (2, [200])]
+    assert all(t is not main for _, _, t in fills[1:])
