@@ -19,10 +19,13 @@ from torch import nn
 def receptive_margin(modules: list[nn.Module]) -> tuple[int, int]:
     """(margin, stride) in input pixels of a chain of convolutions and poolings: every output
     row depends on input rows within ``margin`` of its centre; ``stride`` is their total
-    stride. Skip connections see a subset of the main path, so the chain's sum bounds them."""
+    stride. Shortcut branches (``downsample``) run beside the main path and see a subset of
+    its input, so they are left out."""
     margin, stride = 0, 1
     for m in modules:
-        for mod in m.modules():
+        for name, mod in m.named_modules():
+            if "downsample" in name.split("."):
+                continue
             if isinstance(mod, (nn.Conv2d, nn.MaxPool2d)):
                 k = mod.kernel_size[0] if isinstance(mod.kernel_size, tuple) else mod.kernel_size
                 s = mod.stride[0] if isinstance(mod.stride, tuple) else mod.stride

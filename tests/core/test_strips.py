@@ -37,3 +37,18 @@ def test_strips_equal_one_pass(depth, width, stem, h, w, strip):
             got = se(x.contiguous(memory_format=layout))
             assert got.shape == ref.shape
             torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_strips_through_a_strided_stage_with_a_shortcut():
+    """A head that includes layer2 (stride 2 and a 1x1 downsample shortcut beside it): the
+    shortcut does not count twice in the stride, and the strips still equal one pass."""
+    from core.engine.strips import StripEncoder
+
+    torch.manual_seed(1)
+    enc = fold_batchnorm(ResNetEncoder(3, depth=18, width=8, stem_stride=2)).eval().double()
+    head = [enc.conv1, enc.bn1, enc.relu, enc.maxpool, enc.layer1, enc.layer2]
+    assert receptive_margin(head) == (11 + 2 + 4 + 2 * 4, 4)  # stem+layer1, then 3x3 s2, 3 x 3x3 at stride 4
+    se = StripEncoder(head, [enc.layer3, enc.layer4], strip_rows=40)
+    x = torch.randn(1, 3, 200, 48, dtype=torch.float64)
+    with torch.inference_mode():
+        torch.testing.assert_close(se(x), enc(x), rtol=1e-10, atol=1e-10)
