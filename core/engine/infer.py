@@ -1,16 +1,21 @@
 """Dense and sliding-window inference over whole scenes, block by block.
 
 ``run_scene`` streams the reference grid in blocks (``windows.iter_blocks``): each block
-is read with a halo from every input through ``align.BandReader`` (on a prefetch thread,
-one block ahead, so GDAL overlaps the encoders), normalised in place with the
-model card's statistics (no-data -> 0, the band mean, as zero padding in training), and
+is read with a halo from every input through ``align.BandReader``, normalised in place with
+the model card's statistics (no-data -> 0, the band mean, as zero padding in training), and
 turned into per-modality features pooled over the training window of every output cell:
 
-- dense: each encoder runs once, fully convolutionally, over the block + halo; its
-  feature map is averaged over each cell's 120 px window with exact area weights. One
-  encoder pass per input pixel (plus the halo), whatever the output stride.
+- dense: each encoder runs once, fully convolutionally, over the block + halo (its stem and
+  first stage in strips, ``strips.py``); its feature map is sampled at each window's own
+  feature-cell centres and averaged, as the model pools a patch. One encoder pass per input
+  pixel (plus the halo), whatever the output stride.
 - sliding: the reference. Each cell's 120 x 120 window is cut out and run through the
   model exactly as a training patch (global average pool of its 8 x 8 feature map).
+
+The next block is read on a second thread while the current one computes, started once the
+current block's memory peak is behind (after the optical encoder), into buffers allocated
+where the freed input was; 8/16-bit optical values stay in their stored type until their
+encoder runs. So a run holds about one block and a half, never the scene.
 
 The fusion head is linear, so it is applied to the pooled features of the modalities
 present at each cell (a modality is present where >= 50 % of the cell's pixels are valid),
@@ -84,7 +89,7 @@ class SceneRequest:
     halo: int | None = None           # context read around a block (default: 128 px for 120 px windows)
     optical_level: str = "auto"       # auto | L1C | L2A: what the optical input is (auto: from name/metadata)
     compile: bool = False             # torch.compile the encoders (pays on long runs)
-    prefetch: bool = True             # read the next block while this one computes (one more block in RAM)
+    prefetch: bool = True             # read the next block while this one computes (about half a block more in RAM)
 
 
 @dataclass
