@@ -147,3 +147,23 @@ def test_stored_type_read_matches_the_float_read(tmp_path):
             warped.read_stored(0, 0, 2, 2)
     finally:
         warped.close()
+
+
+def test_direct_read_of_a_raster_that_starts_inside_the_grid(tmp_path):
+    """A co-registered second input may start after the grid origin (negative offset): the
+    rows and columns before it are outside (NaN), the rest are its pixels."""
+    a = _values((2, 10, 12))
+    p = _write(tmp_path / "s1.tif", a, Affine(10, 0, 500000, 0, -10, 4000000))
+    g = _grid(500000 - 30, 4000000 + 20, 15, 12)  # 3 columns and 2 rows before the raster
+    with rasterio.open(p) as src:
+        assert on_grid(src, g)
+    r = BandReader(p, [1, 2], g, True)
+    try:
+        got = r.read(0, 0, 12, 15)
+        raw, invalid = r.read_stored(0, 0, 12, 15, pixel_interleaved=True)
+    finally:
+        r.close()
+    assert np.isnan(got[:, :2]).all() and np.isnan(got[:, :, :3]).all()
+    np.testing.assert_array_equal(got[:, 2:, 3:], a[:, :10, :12].astype(np.float32))
+    assert invalid[:2].all() and invalid[:, :3].all() and not invalid[2:, 3:].any()
+    np.testing.assert_array_equal(raw[:, 2:, 3:], a)
