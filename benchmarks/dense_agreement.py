@@ -6,7 +6,8 @@ and by distance from the scene edge (where a disagreement comes from).
   bands stacked through a VRT), when that folder is there.
 
     python benchmarks/dense_agreement.py [--model resources/models/mosaic-small-ben19] [--stride 16]
-                                         [--scenes spain usa]
+                                         [--scenes spain usa] [--context 64 80 128]
+                                         [--block 256]
 """
 import argparse
 import glob
@@ -43,27 +44,34 @@ def main() -> None:
     p.add_argument("--model", default=str(ROOT / "resources" / "models" / "mosaic-small-ben19"))
     p.add_argument("--stride", type=int, default=16)
     p.add_argument("--scenes", nargs="+", default=["spain", "usa"], choices=["spain", "usa"])
+    p.add_argument("--block", type=int, default=2048, help="dense block size in px (small: many block seams)")
+    p.add_argument("--context", nargs="+", type=int, default=[None],
+                   help="dense mode's context around each block in px (default: the engine's); several to compare")
     args = p.parse_args()
     tmp = tempfile.mkdtemp()
     for name in args.scenes:
         inputs = scene_inputs(name, tmp)
         if inputs is None:
             continue
-        P = {}
-        for mode in ("dense", "sliding"):
-            out = os.path.join(tmp, f"{name}-{mode}.tif")
+        out = os.path.join(tmp, f"{name}-sliding.tif")
+        run_scene(SceneRequest(model=args.model, outputs={"probabilities": out}, probability_dtype="float32",
+                               mode="sliding", stride=args.stride, batch_size=64, **inputs))
+        with rasterio.open(out) as s:
+            b = s.read()
+        for context in args.context:
+            out = os.path.join(tmp, f"{name}-dense-{context}.tif")
             run_scene(SceneRequest(model=args.model, outputs={"probabilities": out}, probability_dtype="float32",
-                                   mode=mode, stride=args.stride, batch_size=64, **inputs))
+                                   mode="dense", stride=args.stride, halo=context, block_size=args.block, **inputs))
             with rasterio.open(out) as s:
-                P[mode] = s.read()
-        a, b = P["dense"], P["sliding"]
-        ok = np.isfinite(a).all(0) & np.isfinite(b).all(0)
-        agree = a.argmax(0)[ok] == b.argmax(0)[ok]
+                a = s.read()
+            ok = np.isfinite(a).all(0) & np.isfinite(b).all(0)
+            agree = a.argmax(0)[ok] == b.argmax(0)[ok]
+            diff = np.abs(a - b)[:, ok]
+            print(f"{name}, stride {args.stride} px, dense context {context or 'default'} px: {ok.sum()} cells, "
+                  f"dominant class agrees on {100 * agree.mean():.1f} %, "
+                  f"mean |p_dense - p_sliding| {diff.mean():.4f}, max {diff.max():.3f}")
         srt = np.sort(b[:, ok], axis=0)
         margin = srt[-1] - srt[-2]
-        diff = np.abs(a - b)[:, ok]
-        print(f"{name}, stride {args.stride} px: {ok.sum()} cells, dominant class agrees on {100 * agree.mean():.1f} %, "
-              f"mean |p_dense - p_sliding| {diff.mean():.4f}, max {diff.max():.3f}")
         for t in (0.02, 0.05, 0.1):
             m = margin > t
             print(f"  where the reference's top-two margin > {t}: {100 * m.mean():.0f} % of cells, agree {100 * agree[m].mean():.1f} %")

@@ -162,9 +162,9 @@ def main() -> None:
     gf = encoder_gflop_per_mp()
     per_px = gf["s2"] + gf["s1"]
     print(f"encoder cost: S2 {gf['s2']:.1f} + S1 {gf['s1']:.1f} = {per_px:.1f} GFLOP per megapixel (dense, no halo)")
-    halo = W.aligned_halo(W.default_halo(120, 16), 16, 120, 16)  # what the engine uses in dense mode
-    print(f"halo {halo} px; block {a.block} px -> halo overhead {100 * W.halo_overhead(a.block, halo):.1f} % "
-          f"(block 4096: {100 * W.halo_overhead(4096, halo):.1f} %)")
+    halo = infer.DENSE_CONTEXT  # dense mode: receptive-field context around the cells a block owns
+    print(f"halo {halo} px (each feature cell computed once, pooled from a shared store); block {a.block} px -> "
+          f"halo overhead {100 * W.halo_overhead(a.block, halo):.1f} % (block 4096: {100 * W.halo_overhead(4096, halo):.1f} %)")
     enc_s = encoder_only_speed(a.block + 2 * halo)
     enc_mp = (a.block + 2 * halo) ** 2 / 1e6
     print(f"encoders alone on one {a.block + 2 * halo}^2 block: {enc_s:.2f} s = {enc_mp / enc_s:.2f} MP/s = "

@@ -65,7 +65,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                               "stride, 16, in dense mode; 60 in sliding mode)")
     g.add_argument("--block-size", type=int, default=2048,
                    help="block edge in reference pixels; memory grows with its square (default: 2048)")
-    g.add_argument("--halo", type=int, help="context read around each block, in pixels (default: 128)")
+    g.add_argument("--halo", type=int, help="context read around each block, in pixels (dense: receptive field "
+                                              "around the block's own feature cells, default 64; sliding: around its "
+                                              "windows, default 128)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
     g.add_argument("--batch-size", type=int, default=16, help="windows per batch in sliding mode (default: 16)")
     g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")

@@ -5,28 +5,32 @@ is read with a halo from every input through ``align.BandReader``, normalised in
 the model card's statistics (no-data -> 0, the band mean, as zero padding in training), and
 turned into per-modality features pooled over the training window of every output cell:
 
-- dense: each encoder runs once, fully convolutionally, over the block + halo (its stem and
-  first stage in strips, ``strips.py``); its feature map is sampled at each window's own
-  feature-cell centres and averaged, as the model pools a patch. One encoder pass per input
-  pixel (plus the halo), whatever the output stride.
+- dense, two passes: (1) each encoder runs fully convolutionally over every block's own
+  feature cells plus a halo of receptive-field context (stem and first stage in strips,
+  ``strips.py``), and the cells go to a temporary store (``feature_grid``, ``grid_store``);
+  (2) each block's output cells sample the stored map at their window's feature-cell centres
+  and average, as the model pools a patch, taking cells its neighbours computed where a
+  window crosses a block edge. One encoder pass per input pixel (plus the halo), whatever
+  the output stride.
 - sliding: the reference. Each cell's 120 x 120 window is cut out and run through the
   model exactly as a training patch (global average pool of its 8 x 8 feature map).
 
-The next block is read on a second thread while the current one computes, started once the
-current block's memory peak is behind (after the optical encoder), into buffers allocated
+The next block is read on a second thread while the current one computes: in dense pass 1
+once the block's memory peak is behind (after the optical encoder), into buffers allocated
 where the freed input was; 8/16-bit optical values stay in their stored type until their
 encoder runs. So a run holds about one block and a half, never the scene.
 
 The fusion head is linear, so it is applied to the pooled features of the modalities
 present at each cell (a modality is present where >= 50 % of the cell's pixels are valid),
 then the sigmoid. Outputs are written block by block (``writer.OutputRaster``); clusters
-need a second pass: embeddings are sampled during the first (priority sampling, bounded),
+need one more pass: embeddings are sampled while outputs are written (priority sampling, bounded),
 MiniBatchKMeans is fitted on the sample, then the embedding raster is labelled block by block.
 Memory is bounded by the block size, never by the scene.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 import time
@@ -50,6 +54,8 @@ from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
 from .align import (BandReader, Grid, detect_level, guess_bands, map_bands, on_grid, reference_grid,
                     sar_is_linear)
+from .feature_grid import FeatureAxis
+from .grid_store import GridStore
 from .heap import retained_heap
 from .strips import strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
@@ -86,7 +92,7 @@ class SceneRequest:
     seed: int = 0
     block_size: int = 2048
     # optional extras
-    halo: int | None = None           # context read around a block (default: 128 px for 120 px windows)
+    halo: int | None = None           # context read around a block (dense: 64 px of receptive field; sliding: 128 px)
     optical_level: str = "auto"       # auto | L1C | L2A: what the optical input is (auto: from name/metadata)
     compile: bool = False             # torch.compile the encoders (pays on long runs)
     prefetch: bool = True             # read the next block while this one computes (about half a block more in RAM)
@@ -166,6 +172,7 @@ class EngineModel:
         self.head_w = {m: model.head.linear[m].weight.detach().to(device) for m in model.head.linear}
         self.head_b = model.head.bias.detach().to(device)
         self.autocast = device.type == "cuda"
+        self._blank: dict[str, torch.Tensor] = {}
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] on the device in the layout the encoders run fastest in."""
@@ -180,6 +187,15 @@ class EngineModel:
             with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
                 return self.encoders[m](x).float()
         return self.encoders[m](x)
+
+    @torch.inference_mode()
+    def blank_features(self, m: str) -> torch.Tensor:
+        """[D] features of an all-no-data window (zeros after normalisation): the same at every
+        cell, since zero padding is zero input. Stands for blocks whose read window has no data."""
+        if m not in self._blank:
+            c = len(self.bands[m])
+            self._blank[m] = self.encode(m, torch.zeros(1, c, 4 * self.stride, 4 * self.stride))[0, :, 1, 1].float()
+        return self._blank[m]
 
     @torch.inference_mode()
     def head(self, feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -264,15 +280,18 @@ def _cell_presence(valid: torch.Tensor, grid: Grid, blk: W.Block, stride: int) -
     return (n > 0) & (v * 2 >= n)
 
 
-def _dense_features(em: EngineModel, m: str, x: torch.Tensor, blk: W.Block, stride: int) -> torch.Tensor:
-    """Pooled features [rows, cols, D] of a block from its prepared input [1, C, Hr, Wr]."""
-    fmap = em.encode(m, x)[0].float()  # [D, Hf, Wf]
-    wr = torch.from_numpy(W.pool_weights(blk.rows, blk.row0, stride, blk.read_row0, em.patch, em.stride,
-                                         fmap.shape[1], em.patch_cells)).to(fmap.device)
-    wc = torch.from_numpy(W.pool_weights(blk.cols, blk.col0, stride, blk.read_col0, em.patch, em.stride,
-                                         fmap.shape[2], em.patch_cells)).to(fmap.device)
-    pooled = torch.einsum("ih,dhw,jw->ijd", wr, fmap, wc)
-    return pooled
+def _pool_from_store(em: EngineModel, store: GridStore, axes: tuple[FeatureAxis, FeatureAxis],
+                     origin: tuple[int, int], blk: W.Block, stride: int) -> torch.Tensor:
+    """Pooled features [rows, cols, D] of a block's cells from the scene's feature store
+    (``origin``: the feature cell at store cell 0, 0)."""
+    (ra, rb), (ca, cb) = axes[0].needed(blk.row0, blk.row0 + blk.rows), axes[1].needed(blk.col0, blk.col0 + blk.cols)
+    fmap = torch.from_numpy(store.read(ra - origin[0], ca - origin[1], rb - ra, cb - ca)).to(em.device)
+    e = em.stride
+    wr = torch.from_numpy(W.pool_weights(blk.rows, blk.row0, stride, e * ra + axes[0].phase, em.patch, e,
+                                         rb - ra, em.patch_cells)).to(em.device)
+    wc = torch.from_numpy(W.pool_weights(blk.cols, blk.col0, stride, e * ca + axes[1].phase, em.patch, e,
+                                         cb - ca, em.patch_cells)).to(em.device)
+    return torch.einsum("ih,hwd,jw->ijd", wr, fmap, wc)
 
 
 def _sliding_features(em: EngineModel, m: str, x: np.ndarray, blk: W.Block, stride: int, batch: int,
@@ -325,9 +344,11 @@ def _block_buffers(inputs: list[_Input], blk: W.Block, dense: bool) -> list[np.n
 
 def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
                 layout: Callable[[torch.Tensor], torch.Tensor] | None,
-                buffers: list[np.ndarray] | None = None) -> list[_BlockInput]:
+                buffers: list[np.ndarray] | None = None, whole_window: bool = False) -> list[_BlockInput]:
     """Every input of a block on the reference grid, normalised (no-data -> 0) and, for dense
-    mode, in the encoders' layout. Runs on the prefetch thread, beside the encoders.
+    mode, in the encoders' layout. Runs on the prefetch thread, beside the encoders. An input
+    is left out (values None) where none of the block's cells has it, or with ``whole_window``
+    (dense: neighbours pool its features) where its whole read window is no-data.
 
     Dense inputs stored as 8/16-bit integers (Sentinel-2 reflectance) stay in that type until
     their encoder runs: the block read ahead then holds half the memory of float32."""
@@ -339,7 +360,8 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
             raw, invalid = inp.reader.read_stored(*box, pixel_interleaved=True, out=buf)
             inv = torch.from_numpy(invalid)
             present = _cell_presence(~inv, grid, blk, stride)
-            x = functools.partial(_to_float, raw, inv, inp, layout) if present.any() else None
+            keep = present.any() if not whole_window else not bool(inv.all())
+            x = functools.partial(_to_float, raw, inv, inp, layout) if keep else None
             del raw, buf
             out.append(_BlockInput(inp.modality, x, present))
             continue
@@ -350,7 +372,7 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
         valid = torch.isfinite(a.sum(0))
         present = _cell_presence(valid, grid, blk, stride)
         x = None
-        if present.any():
+        if (present.any() if not whole_window else bool(valid.any())):
             x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
             if layout is not None:
                 x = layout(x[None])
@@ -358,35 +380,45 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
     return out
 
 
-def _process_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, stride: int, mode: str, batch: int,
-                   past_peak: Callable[[], None] = lambda: None):
-    """(probs [K, rows, cols] or None where nothing valid, embeddings [E, rows, cols], valid [rows, cols]).
+def _encode_block(em: EngineModel, data: list[_BlockInput], past_peak: Callable[[], None]) -> dict[str, torch.Tensor | None]:
+    """Dense pass 1: each modality's feature map [D, Hf, Wf] over a block's read window (None
+    where the window has no valid pixel). ``past_peak`` is called once the block's memory
+    peak is behind: after the first encoder (the optical one, the largest input, freed once
+    encoded) when another follows, else before the only one (the read ahead overlaps it all)."""
+    if sum(d.values is not None for d in data) < 2:
+        past_peak()
+    out: dict[str, torch.Tensor | None] = {}
+    for d in data:
+        out[d.modality] = None
+        if d.values is not None:
+            x, d.values = d.tensor(), None  # stored values are dropped once the float input exists
+            out[d.modality] = em.encode(d.modality, x)[0].float()
+            del x  # free the block's input before the next modality's encoder runs
+        past_peak()
+    return out
 
-    ``past_peak`` is called once the block's memory peak is behind: after the first encoder
-    (the optical one, the largest input, freed once encoded) when another encoder follows,
-    else before the only one (then the read ahead overlaps all of it)."""
+
+def _sliding_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, stride: int,
+                   batch: int) -> dict[str, torch.Tensor]:
+    """Features [rows, cols, D] per modality of a block's cells, each window run as a patch."""
     feats: dict[str, torch.Tensor] = {}
-    present = {d.modality: d.present for d in data}
+    for d in data:
+        if d.values is None:
+            feats[d.modality] = torch.zeros(blk.rows, blk.cols, em.dim, device=em.device)
+        else:
+            x, d.values = d.tensor(), None
+            feats[d.modality] = _sliding_features(em, d.modality, x.numpy(), blk, stride, batch, d.present)
+    return feats
+
+
+def _head_outputs(em: EngineModel, feats: dict[str, torch.Tensor], present: dict[str, np.ndarray], blk: W.Block):
+    """(probs [K, rows, cols] or None where nothing valid, embeddings [E, rows, cols], valid [rows, cols])
+    from pooled features [rows, cols, D] and presence [rows, cols] per modality."""
     any_present = np.zeros((blk.rows, blk.cols), bool)
     for p in present.values():
         any_present |= p
     if not any_present.any():
-        past_peak()
         return None, None, any_present
-    if sum(d.values is not None for d in data) < 2:
-        past_peak()
-    for d in data:
-        m = d.modality
-        if d.values is None:
-            feats[m] = torch.zeros(blk.rows, blk.cols, em.dim, device=em.device)
-        else:
-            x, d.values = d.tensor(), None  # stored values are dropped once the float input exists
-            if mode == "dense":
-                feats[m] = _dense_features(em, m, x, blk, stride)
-            else:
-                feats[m] = _sliding_features(em, m, x.numpy(), blk, stride, batch, d.present)
-            del x  # free the block's input before the next modality's encoder runs
-        past_peak()
     n = blk.rows * blk.cols
     fl = {m: f.reshape(n, -1) for m, f in feats.items()}
     pr = {m: torch.from_numpy(p.reshape(n)).to(em.device, torch.float32) for m, p in present.items()}
@@ -477,6 +509,10 @@ def _check_request(req: SceneRequest) -> None:
 # pools the map at the patch's own feature-cell centres: Spain S2 + S1 93.3 % (stride 16 px),
 # 90.6 % (32 px); USA S2 L1C 97.7 % (16 px). So auto = dense.
 AUTO_DENSE = True
+# Dense mode computes each feature cell once, reading DENSE_CONTEXT px of receptive-field context
+# around the cells a block owns (``feature_grid``); the pooling windows of edge cells take their
+# neighbours' features from the store instead of a wider halo.
+DENSE_CONTEXT = 64
 
 
 def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = None,
@@ -517,6 +553,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
     readers: list[_Input] = []
     outs: dict[str, OutputRaster] = {}
     tmp_emb: OutputRaster | None = None
+    stores: dict[str, GridStore] = {}  # dense mode's feature maps between its two passes
     pool = ThreadPoolExecutor(1, thread_name_prefix="mosaic-read")
     try:
         maps = {}
@@ -557,11 +594,12 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         if mode == "auto":
             mode = "dense" if AUTO_DENSE else "sliding"
         stride = req.stride or (em.stride if mode == "dense" else em.patch // 2)
-        halo = req.halo if req.halo is not None else W.default_halo(em.patch, em.stride)
-        if mode == "dense":
-            halo = W.aligned_halo(W.round_up(max(halo, em.patch // 2 + stride), em.stride), stride, em.patch, em.stride)
-        else:
-            halo = max(halo, em.patch // 2 + stride)
+        if mode == "dense":  # receptive-field context around each block's own feature cells
+            # (at least one feature cell: the read window must hold the pixels of the block's cells)
+            halo = max(em.stride, W.round_up(req.halo if req.halo is not None else DENSE_CONTEXT, em.stride))
+        else:  # the windows of the block's cells
+            halo = max(req.halo if req.halo is not None else W.default_halo(em.patch, em.stride),
+                       em.patch // 2 + stride)
         block = max(req.block_size, stride)
         out_h, out_w = W.output_shape(grid.height, grid.width, stride)
         out_tf = grid.transform * rasterio.Affine.scale(stride)
@@ -607,19 +645,12 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         sample_keys = np.empty(0)
         sample = np.empty((0, n_emb), np.float32)
 
-        total_steps = nblocks * (2 if want_clusters else 1)
+        total_steps = nblocks * ((2 if mode == "dense" else 1) + (1 if want_clusters else 0))
         step = 0
-        layout = em.prepare if mode == "dense" else None
-        blocks = W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride)
-        reads = _Prefetcher(pool if req.prefetch else None, blocks,
-                            lambda b, bufs=None: _read_block(readers, grid, b, stride, layout, bufs),
-                            lambda b: _block_buffers(readers, b, layout is not None))
-        for blk, data in reads:
-            if is_cancelled():
-                raise Cancelled("cancelled")
-            with retained_heap():  # one block's tensors reuse each other's memory, given back after
-                probs, emb, valid = _process_block(em, data, blk, stride, mode, req.batch_size, reads.read_ahead)
-            reads.read_ahead()
+
+        def finish_block(blk: W.Block, probs, emb, valid) -> None:
+            """Write a block's outputs, sample its embeddings for K-means, report progress."""
+            nonlocal sample, sample_keys, step
             _write_block(outs, blk, probs, emb, valid, K, req.probability_dtype)
             if emb_out is not None and emb_out is tmp_emb:
                 e = np.full((n_emb, blk.rows, blk.cols), np.nan, np.float32) if emb is None else \
@@ -627,14 +658,80 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 emb_out.write(e, blk.row0, blk.col0)
             if want_clusters and emb is not None:
                 vecs = emb[:, valid].T
-                keys = rng.random(len(vecs))
-                sample_keys = np.concatenate([sample_keys, keys])
+                sample_keys = np.concatenate([sample_keys, rng.random(len(vecs))])
                 sample = np.concatenate([sample, vecs])
                 if len(sample) > req.cluster_sample:
                     keep = np.argsort(sample_keys)[: req.cluster_sample]
                     sample_keys, sample = sample_keys[keep], sample[keep]
+            advance()
+
+        def advance() -> None:
+            nonlocal step
             step += 1
             progress(step / total_steps)
+
+        def check() -> None:
+            if is_cancelled():
+                raise Cancelled("cancelled")
+
+        if mode == "dense":
+            # pass 1: every feature cell of the scene, computed once by the block that owns it
+            axes = (FeatureAxis(out_h, stride, em.patch, em.stride, em.patch_cells),
+                    FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
+            origin = (axes[0].cells[0], axes[1].cells[0])
+            frows, fcols = axes[0].cells[1] - origin[0], axes[1].cells[1] - origin[1]
+            tmp_dir = Path(next(iter(req.outputs.values()))).parent
+            tag = f".{Path(next(iter(req.outputs.values()))).name}.{os.getpid()}"
+            for m in srcs:
+                stores[m] = GridStore(str(tmp_dir / f"{tag}.{m}.features"), frows, fcols, em.dim)
+            stores["present"] = GridStore(str(tmp_dir / f"{tag}.present"), out_h, out_w, len(srcs), np.uint8)
+
+            def encode_block(b: W.Block) -> W.Block:
+                (ra, rb), (ca, cb) = axes[0].owned(b.row0, b.row0 + b.rows), axes[1].owned(b.col0, b.col0 + b.cols)
+                r0, nr = axes[0].read_window(ra, rb, halo)
+                c0, nc = axes[1].read_window(ca, cb, halo)
+                return dataclasses.replace(b, read_row0=r0, read_col0=c0, read_rows=nr, read_cols=nc)
+
+            blocks = map(encode_block, W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride))
+            reads = _Prefetcher(pool if req.prefetch else None, blocks,
+                                lambda b, bufs=None: _read_block(readers, grid, b, stride, em.prepare, bufs, True),
+                                lambda b: _block_buffers(readers, b, True))
+            ctx = halo // em.stride
+            for blk, data in reads:
+                check()
+                (ra, rb), (ca, cb) = axes[0].owned(blk.row0, blk.row0 + blk.rows), \
+                    axes[1].owned(blk.col0, blk.col0 + blk.cols)
+                stores["present"].write(blk.row0, blk.col0, np.stack([d.present for d in data], -1).astype(np.uint8))
+                with retained_heap():  # one block's tensors reuse each other's memory, given back after
+                    fmaps = _encode_block(em, data, reads.read_ahead)
+                reads.read_ahead()
+                for m, f in fmaps.items():
+                    core = (f[:, ctx: ctx + rb - ra, ctx: ctx + cb - ca].permute(1, 2, 0) if f is not None
+                            else em.blank_features(m).expand(rb - ra, cb - ca, -1))
+                    stores[m].write(ra - origin[0], ca - origin[1], core.cpu().numpy())
+                advance()
+            # pass 2: pool the stored features over each output cell's window, apply the head
+            mods = list(srcs)
+            for blk in W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride):
+                check()
+                pres = stores["present"].read(blk.row0, blk.col0, blk.rows, blk.cols).astype(bool)
+                present = {m: pres[..., k] for k, m in enumerate(mods)}
+                feats = {m: _pool_from_store(em, stores[m], axes, origin, blk, stride) for m in mods} \
+                    if pres.any() else {}
+                finish_block(blk, *_head_outputs(em, feats, present, blk))
+        else:
+            blocks = W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride)
+            reads = _Prefetcher(pool if req.prefetch else None, blocks,
+                                lambda b, bufs=None: _read_block(readers, grid, b, stride, None, bufs),
+                                lambda b: _block_buffers(readers, b, False))
+            for blk, data in reads:
+                check()
+                reads.read_ahead()
+                present = {d.modality: d.present for d in data}
+                with retained_heap():
+                    feats = _sliding_block(em, data, blk, stride, req.batch_size) if \
+                        any(p.any() for p in present.values()) else {}
+                finish_block(blk, *_head_outputs(em, feats, present, blk))
 
         if want_clusters:
             if len(sample) < req.clusters:
@@ -650,16 +747,14 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                               tags={**tags, "k": str(req.clusters), "fitted_on": str(len(sample))}, **common)
             outs["clusters"] = cl
             for blk in W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride):
-                if is_cancelled():
-                    raise Cancelled("cancelled")
+                check()
                 e = emb_out.read(blk.row0, blk.col0, blk.rows, blk.cols)
                 ok = np.isfinite(e).all(0)
                 lab = np.full((blk.rows, blk.cols), 255, np.uint8)
                 if ok.any():
                     lab[ok] = km.predict(e[:, ok].T.astype(np.float32)).astype(np.uint8)
                 cl.write(lab[None], blk.row0, blk.col0)
-                step += 1
-                progress(step / total_steps)
+                advance()
         if is_cancelled():
             raise Cancelled("cancelled")
         for o in outs.values():
@@ -673,6 +768,8 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         pool.shutdown(wait=True, cancel_futures=True)  # no read may be in flight when the files close
         if tmp_emb is not None:
             tmp_emb.abort()
+        for st in stores.values():
+            st.close()
         for r in readers:
             r.reader.close()
         for s in srcs.values():

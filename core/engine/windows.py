@@ -5,12 +5,13 @@ per ``stride`` x ``stride`` reference pixels: cell (i, j) is centred at referenc
 coordinates ((i + 0.5) * stride, (j + 0.5) * stride) and its value is the model's answer
 for the ``patch`` x ``patch`` training window centred there.
 
-Dense mode runs the encoders over a *block* of output cells plus a *halo* of context on
-every side, then pools the feature map over each training window the way the model pools a
-patch (``pool_weights``): the mean of the map at the window's own 8 feature-cell centres (120
-px at stride 16), which the halo (``aligned_halo``) puts exactly on map cells. Sliding-window
-mode cuts the window itself (``patch_origin``) and runs the model on it, zero-padded like in
-training.
+Dense mode computes the scene's feature map once (``feature_grid``: each block its own
+feature cells, with a halo of receptive-field context), then pools it over each training
+window the way the model pools a patch (``pool_weights``): the mean of the map at the
+window's own 8 feature-cell centres (120 px at stride 16), which the feature grid's phase puts
+exactly on map cells. Sliding-window mode cuts the window itself (``patch_origin``), with a
+halo that holds the windows of the block's cells, and runs the model on it, zero-padded like
+in training.
 """
 from __future__ import annotations
 
@@ -92,30 +93,20 @@ def pool_weights(n_cells: int, first: int, stride: int, offset: int, patch: int,
     ``origin = patch_origin(first + i)``; the dense map, read from reference pixel ``offset``,
     has cell j centred at ``offset + encoder_stride * j``. Each of the window's cell centres
     is sampled from the map by linear interpolation, and the samples are averaged: exact
-    sampling (no blur) when the window origin and the map are aligned (``aligned_halo``).
+    sampling (no blur) when the window origin and the map are aligned (``FeatureAxis.phase``).
     """
     origin = np.floor((first + np.arange(n_cells) + 0.5) * stride - patch / 2.0) - offset
     pos = (origin[:, None] + encoder_stride * np.arange(patch_cells)[None, :]) / encoder_stride
     j0 = np.floor(pos).astype(np.int64)
     frac = (pos - j0).astype(np.float32)
     if j0.min() < 0 or (j0 + (frac > 0)).max() >= n_feat:
-        raise ValueError("the feature map does not cover every window: the halo is too small")
+        raise ValueError("the feature map does not cover every window")
     w = np.zeros((n_cells, n_feat), np.float32)
     rows = np.repeat(np.arange(n_cells), patch_cells)
     np.add.at(w, (rows, j0.ravel()), (1.0 - frac).ravel() / patch_cells)
     nxt = np.minimum(j0 + 1, n_feat - 1).ravel()
     np.add.at(w, (rows, nxt), frac.ravel() / patch_cells)
     return w
-
-
-def aligned_halo(halo: int, stride: int, patch: int, encoder_stride: int) -> int:
-    """The smallest halo >= ``halo`` that puts every window origin on a feature-cell centre,
-    so ``pool_weights`` samples the map exactly. Only possible when ``stride`` is a multiple
-    of ``encoder_stride`` (else ``halo`` comes back unchanged and the samples interpolate)."""
-    if stride % encoder_stride:
-        return halo
-    first = math.floor(0.5 * stride - patch / 2.0)  # window origin of cell 0; block reads start at -halo
-    return halo + (-(first + halo)) % encoder_stride
 
 
 def patch_origin(i: int, stride: int, patch: int) -> int:

@@ -49,22 +49,18 @@ def _tf(x0=500000.0, y0=4000000.0, res=10.0):
 # ----------------------------------------------------------------------------- geometry
 
 def test_pool_weights_sample_the_patch_cell_centres():
-    # aligned (the halo from aligned_halo): each window averages exactly 8 map cells, like the model
-    # averages the 8 x 8 cells of a 120 px patch
-    halo = W.aligned_halo(128, 16, 120, 16)
-    assert halo == 132  # window origin of cell 0 is -52; -52 + 132 = 80 = 5 cells
-    w = W.pool_weights(4, 0, 16, -halo, 120, 16, 40, 8)
+    # aligned (a map read from pixel -132: window origin of cell 0 is -52, 80 px = 5 cells in):
+    # each window averages exactly 8 map cells, like the model averages the 8 x 8 cells of a patch
+    w = W.pool_weights(4, 0, 16, -132, 120, 16, 40, 8)
     assert np.allclose(w.sum(1), 1.0)
     for i in range(4):
         assert np.flatnonzero(w[i]).tolist() == list(range(5 + i, 13 + i)) and np.allclose(w[i][w[i] > 0], 1 / 8)
-    # not aligned (halo 128: origin 76 px = 4.75 cells into the map): linear interpolation, same total
+    # not aligned (read from -128: origin 76 px = 4.75 cells into the map): linear interpolation, same total
     w = W.pool_weights(4, 0, 16, -128, 120, 16, 40, 8)
     assert np.allclose(w.sum(1), 1.0)
     nz = w[0][w[0] > 0]
     assert len(nz) == 9 and np.isclose(nz[0], 0.25 / 8) and np.isclose(nz[1], 1 / 8) and np.isclose(nz[-1], 0.75 / 8)
-    # a stride that is not a multiple of the encoder stride cannot be aligned
-    assert W.aligned_halo(128, 30, 120, 16) == 128
-    with pytest.raises(ValueError, match="halo"):
+    with pytest.raises(ValueError, match="does not cover"):
         W.pool_weights(2, 0, 16, 0, 120, 16, 40, 8)
     assert W.default_halo(120, 16) == 128
     assert W.halo_overhead(2048, 128) == pytest.approx(0.2656, abs=1e-3)
