@@ -57,7 +57,8 @@ def test_grid_store_round_trip_and_cleanup(tmp_path):
     assert not p.exists()
 
 
-def test_dense_outputs_hardly_depend_on_the_block_size(tmp_path):
+@pytest.mark.parametrize("stride", [16, 30])  # 30 px: windows between cell centres, interpolated
+def test_dense_outputs_hardly_depend_on_the_block_size(tmp_path, stride):
     """Every feature cell is computed once, with 64 px of context, whatever block computes it:
     many small blocks give nearly the map of one block, and leave no temporary file behind."""
     s2 = _raster(tmp_path / "s2.tif", "s2", 400, 352, _tf())
@@ -66,7 +67,7 @@ def test_dense_outputs_hardly_depend_on_the_block_size(tmp_path):
     for block in (64, 160, 2048):
         d = tmp_path / f"b{block}"
         d.mkdir()
-        r = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode="dense", block_size=block,
+        r = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode="dense", block_size=block, stride=stride,
                                    probability_dtype="float32", outputs={"probabilities": str(d / "p.tif")}))
         assert sorted(p.name for p in d.iterdir()) == ["p.tif"] or \
             sorted(p.name for p in d.iterdir()) == ["p.tif", "p.tif.aux.xml"]
