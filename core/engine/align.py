@@ -317,14 +317,16 @@ class BandReader:
         dt = dts.pop() if len(dts) == 1 else None
         return dt if dt is not None and dt.kind in "iu" and dt.itemsize <= 2 else None
 
+    @property
+    def _ds(self):
+        """What reads come from: the warped view, or the file itself when it is on the grid."""
+        return self.vrt if self.vrt is not None else self.src
+
     def _clip(self, row0: int, col0: int, rows: int, cols: int) -> tuple[Window | None, tuple[int, int, int, int]]:
-        """The part of a request that lies in the input: a window of ``ds`` and where it goes."""
-        ds = self.vrt if self.vrt is not None else self.src
-        r_off, c_off = (0, 0) if self.vrt is not None else self.offset
-        lim_r = self.grid.height if self.vrt is not None else min(self.grid.height, ds.height - r_off)
-        lim_c = self.grid.width if self.vrt is not None else min(self.grid.width, ds.width - c_off)
-        r_a, r_b = max(0, -r_off, row0), min(lim_r, row0 + rows)
-        c_a, c_b = max(0, -c_off, col0), min(lim_c, col0 + cols)
+        """The part of a request that lies in the input: a window of ``_ds`` and where it goes."""
+        r_off, c_off = self.offset  # (0, 0) for the warped view, which is the grid itself
+        r_a, r_b = max(0, -r_off, row0), min(self.grid.height, self._ds.height - r_off, row0 + rows)
+        c_a, c_b = max(0, -c_off, col0), min(self.grid.width, self._ds.width - c_off, col0 + cols)
         if r_a >= r_b or c_a >= c_b:
             return None, (0, 0, 0, 0)
         return Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a), (r_a - row0, r_b - row0, c_a - col0, c_b - col0)
@@ -365,8 +367,7 @@ class BandReader:
         out, win, a, _ = self._buffer(row0, col0, rows, cols, False, pixel_interleaved, np.nan, out)
         if win is None:
             return out
-        ds = self.vrt if self.vrt is not None else self.src
-        ds.read(self.indexes, window=win, out=a)
+        self._ds.read(self.indexes, window=win, out=a)
         if self.vrt is None:
             bad = self._nodata(a, win)
             if bad is not None:

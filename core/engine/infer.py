@@ -356,26 +356,25 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
     box = (blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols)
     buffers = buffers or _block_buffers(inputs, blk, layout is not None)
     for inp, buf in zip(inputs, buffers):
-        if layout is not None and inp.reader.stored_dtype is not None:
+        stored = layout is not None and inp.reader.stored_dtype is not None
+        if stored:
             raw, invalid = inp.reader.read_stored(*box, pixel_interleaved=True, out=buf)
-            inv = torch.from_numpy(invalid)
-            present = _cell_presence(~inv, grid, blk, stride)
-            keep = present.any() if not whole_window else not bool(inv.all())
-            x = functools.partial(_to_float, raw, inv, inp, layout) if keep else None
-            del raw, buf
-            out.append(_BlockInput(inp.modality, x, present))
-            continue
-        a = torch.from_numpy(inp.reader.read(*box, pixel_interleaved=layout is not None, out=buf))
-        # a pixel is valid where every band is finite: the band sum is NaN/inf otherwise (7x faster
-        # than isfinite(a).all(0) on the channels-last layout, whose band axis is the innermost).
-        # The reader fills pixels outside the grid with NaN, so they are invalid too.
-        valid = torch.isfinite(a.sum(0))
+            valid = ~torch.from_numpy(invalid)
+        else:
+            a = torch.from_numpy(inp.reader.read(*box, pixel_interleaved=layout is not None, out=buf))
+            # a pixel is valid where every band is finite: the band sum is NaN/inf otherwise (7x faster
+            # than isfinite(a).all(0) on the channels-last layout, whose band axis is the innermost).
+            # The reader fills pixels outside the grid with NaN, so they are invalid too.
+            valid = torch.isfinite(a.sum(0))
         present = _cell_presence(valid, grid, blk, stride)
         x = None
-        if (present.any() if not whole_window else bool(valid.any())):
-            x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
-            if layout is not None:
-                x = layout(x[None])
+        if bool(valid.any()) if whole_window else present.any():
+            if stored:
+                x = functools.partial(_to_float, raw, ~valid, inp, layout)
+            else:
+                x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
+                if layout is not None:
+                    x = layout(x[None])
         out.append(_BlockInput(inp.modality, x, present))
     return out
 
@@ -680,14 +679,17 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                     FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
             origin = (axes[0].cells[0], axes[1].cells[0])
             frows, fcols = axes[0].cells[1] - origin[0], axes[1].cells[1] - origin[1]
-            tmp_dir = Path(next(iter(req.outputs.values()))).parent
-            tag = f".{Path(next(iter(req.outputs.values()))).name}.{os.getpid()}"
+            first = Path(next(iter(req.outputs.values())))  # temporary stores go beside it, hidden
+            tag = str(first.parent / f".{first.name}.{os.getpid()}")
             for m in srcs:
-                stores[m] = GridStore(str(tmp_dir / f"{tag}.{m}.features"), frows, fcols, em.dim)
-            stores["present"] = GridStore(str(tmp_dir / f"{tag}.present"), out_h, out_w, len(srcs), np.uint8)
+                stores[m] = GridStore(f"{tag}.{m}.features", frows, fcols, em.dim)
+            stores["present"] = GridStore(f"{tag}.present", out_h, out_w, len(srcs), np.uint8)
+
+            def owned(b: W.Block) -> tuple[tuple[int, int], tuple[int, int]]:
+                return axes[0].owned(b.row0, b.row0 + b.rows), axes[1].owned(b.col0, b.col0 + b.cols)
 
             def encode_block(b: W.Block) -> W.Block:
-                (ra, rb), (ca, cb) = axes[0].owned(b.row0, b.row0 + b.rows), axes[1].owned(b.col0, b.col0 + b.cols)
+                (ra, rb), (ca, cb) = owned(b)
                 r0, nr = axes[0].read_window(ra, rb, halo)
                 c0, nc = axes[1].read_window(ca, cb, halo)
                 return dataclasses.replace(b, read_row0=r0, read_col0=c0, read_rows=nr, read_cols=nc)
@@ -699,8 +701,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
             ctx = halo // em.stride
             for blk, data in reads:
                 check()
-                (ra, rb), (ca, cb) = axes[0].owned(blk.row0, blk.row0 + blk.rows), \
-                    axes[1].owned(blk.col0, blk.col0 + blk.cols)
+                (ra, rb), (ca, cb) = owned(blk)
                 stores["present"].write(blk.row0, blk.col0, np.stack([d.present for d in data], -1).astype(np.uint8))
                 with retained_heap():  # one block's tensors reuse each other's memory, given back after
                     fmaps = _encode_block(em, data, reads.read_ahead)
@@ -729,8 +730,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 reads.read_ahead()
                 present = {d.modality: d.present for d in data}
                 with retained_heap():
-                    feats = _sliding_block(em, data, blk, stride, req.batch_size) if \
-                        any(p.any() for p in present.values()) else {}
+                    feats = _sliding_block(em, data, blk, stride, req.batch_size)
                 finish_block(blk, *_head_outputs(em, feats, present, blk))
 
         if want_clusters:
@@ -755,8 +755,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                     lab[ok] = km.predict(e[:, ok].T.astype(np.float32)).astype(np.uint8)
                 cl.write(lab[None], blk.row0, blk.col0)
                 advance()
-        if is_cancelled():
-            raise Cancelled("cancelled")
+        check()
         for o in outs.values():
             o.finish()
         written = {k: o.commit() for k, o in outs.items()}
