@@ -52,13 +52,14 @@ from ..io.model_file import load_model, read_card
 from ..models.mosaic import MosaicModel
 from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
+from .disk_space import check_free_space
 from .align import (BandReader, Grid, detect_level, guess_bands, map_bands, on_grid, reference_grid,
                     sar_is_linear)
 from .feature_grid import FeatureAxis
 from .grid_store import GridStore
 from .heap import retained_heap
 from .strips import strip_encoder
-from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
+from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, bytes_per_cell, multihot_dtype
 
 OUTPUT_KINDS = ("probabilities", "dominant", "multihot", "uncertainty", "embeddings", "clusters")
 MODES = ("auto", "dense", "sliding")
@@ -466,6 +467,28 @@ class _Prefetcher(Generic[_B]):
             yield blk, data
 
 
+def _store_tag(req: SceneRequest) -> str:
+    """Path prefix of dense mode's temporary feature stores: hidden, beside the first output."""
+    first = Path(next(iter(req.outputs.values())))
+    return str(first.parent / f".{first.name}.{os.getpid()}")
+
+
+def _disk_needs(req: SceneRequest, mode: str, cells: int, axes: tuple[FeatureAxis, FeatureAxis], dim: int,
+                srcs: dict, n_classes: int, n_emb: int) -> list[tuple[str, int]]:
+    """(file, bytes at most) of every file a run writes: outputs uncompressed with a third
+    more for overviews, the embeddings that clustering needs, dense mode's feature stores."""
+    header = 64 * 1024  # TIFF header, tile index, colour table, tags
+    needs = [(p, cells * bytes_per_cell(k, n_classes, n_emb, req.probability_dtype) * 4 // 3 + header)
+             for k, p in req.outputs.items()]
+    if "clusters" in req.outputs and "embeddings" not in req.outputs:
+        needs.append((req.outputs["clusters"], cells * bytes_per_cell("embeddings", n_classes, n_emb) * 4 // 3 + header))
+    if mode == "dense":
+        (r0, r1), (c0, c1) = axes[0].cells, axes[1].cells
+        tag = _store_tag(req)
+        needs += [(tag, (r1 - r0) * (c1 - c0) * dim * 4 * len(srcs)), (tag, cells * len(srcs))]
+    return needs
+
+
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(0)
@@ -606,6 +629,10 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
 
         K = len(em.classes)
         n_emb = em.dim * len(srcs)
+        axes = (FeatureAxis(out_h, stride, em.patch, em.stride, em.patch_cells),
+                FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
+        check_free_space(_disk_needs(req, mode, out_h * out_w, axes, em.dim, srcs, K, n_emb),
+                         f"this {mode} run ({out_w} x {out_h} output cells)")
         common = dict(crs=grid.crs, transform=out_tf, width=out_w, height=out_h)
         tags = {"model": Path(req.model).name, "mode": mode, "stride_px": str(stride),
                 "window_px": str(em.patch)}
@@ -675,12 +702,9 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
 
         if mode == "dense":
             # pass 1: every feature cell of the scene, computed once by the block that owns it
-            axes = (FeatureAxis(out_h, stride, em.patch, em.stride, em.patch_cells),
-                    FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
             origin = (axes[0].cells[0], axes[1].cells[0])
             frows, fcols = axes[0].cells[1] - origin[0], axes[1].cells[1] - origin[1]
-            first = Path(next(iter(req.outputs.values())))  # temporary stores go beside it, hidden
-            tag = str(first.parent / f".{first.name}.{os.getpid()}")
+            tag = _store_tag(req)
             for m in srcs:
                 stores[m] = GridStore(f"{tag}.{m}.features", frows, fcols, em.dim)
             stores["present"] = GridStore(f"{tag}.present", out_h, out_w, len(srcs), np.uint8)

@@ -1,0 +1,71 @@
+"""The free-space check before a run: a full disk is a clear error up front, not a failure
+after minutes of computing, and the estimate covers what a run really writes."""
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+import pytest
+
+from core.engine import SceneRequest, infer, run_scene
+from core.engine import disk_space
+from core.engine.disk_space import check_free_space
+
+from .test_engine_edges import MODEL, _raster, _tf
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def _free(monkeypatch, nbytes: int) -> None:
+    monkeypatch.setattr(disk_space.shutil, "disk_usage", lambda p: Usage(10 * nbytes, 9 * nbytes, nbytes))
+
+
+def test_needs_on_one_file_system_add_up(tmp_path, monkeypatch):
+    _free(monkeypatch, 100)
+    check_free_space([(str(tmp_path / "a.tif"), 60), (str(tmp_path / "b.tif"), 40)])
+    with pytest.raises(ValueError, match=r"not enough free disk space in .*writes up to"):
+        check_free_space([(str(tmp_path / "a.tif"), 60), (str(tmp_path / "sub" / "b.tif"), 41)])
+
+
+def test_a_run_that_would_fill_the_disk_stops_before_writing(tmp_path, monkeypatch):
+    s2 = _raster(tmp_path / "s2.tif", "s2", 256, 256, _tf())
+    out = tmp_path / "out"
+    out.mkdir()
+    _free(monkeypatch, 1000)
+    with pytest.raises(ValueError, match="not enough free disk space.*another disk"):
+        run_scene(SceneRequest(model=MODEL, optical=s2, mode="dense",
+                               outputs={"probabilities": str(out / "p.tif"), "clusters": str(out / "c.tif")}))
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["dense", "sliding"])
+def test_the_estimate_covers_every_file_written(tmp_path, monkeypatch, mode):
+    """The largest size each file reaches during the run is within its estimate."""
+    s2 = _raster(tmp_path / "s2.tif", "s2", 300, 260, _tf())
+    s1 = _raster(tmp_path / "s1.tif", "s1", 300, 260, _tf(), seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    estimated = {}
+
+    def record(needs, what):
+        for p, n in needs:
+            estimated[os.path.basename(p)] = estimated.get(os.path.basename(p), 0) + n
+    monkeypatch.setattr(infer, "check_free_space", record)
+    seen: dict[str, int] = {}
+    close = infer.GridStore.close
+
+    def close_and_measure(self):
+        if self.fd is not None:
+            seen[os.path.basename(self.path)] = os.fstat(self.fd).st_size
+        close(self)
+    monkeypatch.setattr(infer.GridStore, "close", close_and_measure)
+    outputs = {k: str(out / f"{k}.tif") for k in ("probabilities", "dominant", "multihot", "uncertainty",
+                                                    "clusters")}
+    run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode=mode, probability_dtype="float32",
+                           clusters=3, outputs=outputs))
+    for k, p in outputs.items():
+        assert os.path.getsize(p) <= estimated[os.path.basename(p)], k
+    if mode == "dense":  # the feature and presence stores, named after the first output
+        tag = f".probabilities.tif.{os.getpid()}"
+        assert set(seen) == {f"{tag}.s2.features", f"{tag}.s1.features", f"{tag}.present"}
+        assert sum(seen.values()) <= estimated[tag]
