@@ -1,4 +1,4 @@
-"""Inputs of the scene engine: band mapping, units, the reference grid and warped readers.
+"""Inputs of the scene engine: band mapping, units and the reference grid.
 
 - Band mapping: each file band gets a model band name from an explicit list (``'-'`` or
   ``''`` marks a band to ignore; the presets ``'S2-13'`` = B01..B12 with B8A and B10 and
@@ -13,9 +13,8 @@
 - Reference grid: the optical raster's grid when it is metric, north-up and at the model's
   pixel size; else a north-up grid at the model's pixel size in the optical CRS (metric) or
   in the local UTM zone. Only the overlap of both inputs (and of a user extent) is kept.
-- Readers: ``BandReader.read(row0, col0, rows, cols)`` returns float32 [C, rows, cols] on
-  the reference grid with NaN for no-data and for pixels outside the input, through a
-  ``WarpedVRT`` unless the input already is on the reference grid.
+
+Reading the bands on that grid is the job of ``band_reader.py``.
 """
 from __future__ import annotations
 
@@ -27,11 +26,8 @@ from typing import Sequence
 
 import numpy as np
 import rasterio
-import torch
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags, Resampling
 from rasterio.transform import Affine
-from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
@@ -153,11 +149,24 @@ def detect_level(path: str, tags: dict[str, str], file_bands: Sequence[str]) -> 
 
 
 def sar_is_linear(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> bool:
-    """True when the SAR values look like linear power (non-negative, median < 1)."""
-    scale = max(1, max(src.width, src.height) // 512)
-    shape = (len(indexes), max(1, src.height // scale), max(1, src.width // scale))
-    a = src.read(indexes, out_shape=shape, masked=True).astype("float64").filled(np.nan)
-    v = a[np.isfinite(a)]
+    """True when the SAR values look like linear power (non-negative, median < 1).
+
+    Looks at a sample, through its own handle of the file (closed after, so the tiles it
+    decodes leave GDAL's block cache): a <= 512 px overview where the file has overviews,
+    else 8 x 8 windows of 64 px spread over it. A decimated read of a file without overviews
+    would decode every tile of it (2 GB for a full Sentinel-1 scene)."""
+    with rasterio.open(src.name) as ds:
+        if ds.overviews(indexes[0]):
+            scale = max(1, max(ds.width, ds.height) // 512)
+            shape = (len(indexes), max(1, ds.height // scale), max(1, ds.width // scale))
+            parts = [ds.read(indexes, out_shape=shape, masked=True)]
+        else:
+            h, w = min(64, ds.height), min(64, ds.width)
+            rows = np.unique(np.linspace(0, ds.height - h, 8).round().astype(int))
+            cols = np.unique(np.linspace(0, ds.width - w, 8).round().astype(int))
+            parts = [ds.read(indexes, window=Window(int(c), int(r), w, h), masked=True) for r in rows for c in cols]
+    v = np.concatenate([p.astype("float64").filled(np.nan).ravel() for p in parts])
+    v = v[np.isfinite(v)]
     if v.size == 0:
         return False
     return bool((v >= 0).mean() > 0.99 and np.median(v) < 1.0)
@@ -267,188 +276,6 @@ def reference_grid(primary, others: Sequence, pixel_size: float,
     w = max(1, math.ceil((b[2] - x0) / pixel_size - 1e-6))
     h = max(1, math.ceil((y1 - b[1]) / pixel_size - 1e-6))
     return Grid(crs, Affine(pixel_size, 0, x0, 0, -pixel_size, y1), w, h), False
-
-
-def on_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:
-    """True when ``src`` is already on the reference grid (same CRS, pixel size and north-up
-    axes, origin a whole number of pixels away): its pixels are read as they are, no warping.
-    Co-registered S1 / S2 stacks are, and so is the optical raster the grid was made from."""
-    t, g = src.transform, grid.transform
-    if src.crs is None or src.crs != grid.crs or abs(t.b) > 1e-12 or abs(t.d) > 1e-12:
-        return False
-    if abs(t.a - g.a) > 1e-6 * abs(g.a) or abs(t.e - g.e) > 1e-6 * abs(g.e):
-        return False
-    c, r = (g.c - t.c) / t.a, (g.f - t.f) / t.e
-    return abs(c - round(c)) < 1e-3 and abs(r - round(r)) < 1e-3
-
-
-class BandReader:
-    """Reads chosen bands of a raster on the reference grid, NaN for no-data / outside."""
-
-    def __init__(self, path: str, indexes: Sequence[int], grid: Grid, direct: bool,
-                 resampling: Resampling = Resampling.bilinear, to_db: bool = False) -> None:
-        self.src = rasterio.open(path)
-        self.indexes = list(indexes)
-        self.grid = grid
-        self.to_db = to_db
-        self.nodata = self.src.nodata
-        self.vrt = None
-        self.offset = (0, 0)
-        if direct:
-            inv = ~self.src.transform
-            c, r = inv * (grid.transform.c, grid.transform.f)
-            self.offset = (int(round(r)), int(round(c)))
-            self.masks = _mask_plan(self.src, self.indexes)
-        else:
-            kw = {}
-            if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
-                kw["src_nodata"] = self.nodata
-            self.vrt = WarpedVRT(self.src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                                 height=grid.height, resampling=resampling, nodata=np.nan, dtype="float32",
-                                 **kw)
-
-    @property
-    def stored_dtype(self) -> np.dtype | None:
-        """The file's own integer type when reads can keep it (``read_stored``): a direct read
-        of 8 or 16 bit integers (uint16 Sentinel-2 reflectance takes half the memory of float32)."""
-        if self.vrt is not None or self.to_db:
-            return None
-        dts = {np.dtype(self.src.dtypes[i - 1]) for i in self.indexes}
-        dt = dts.pop() if len(dts) == 1 else None
-        return dt if dt is not None and dt.kind in "iu" and dt.itemsize <= 2 else None
-
-    @property
-    def _ds(self):
-        """What reads come from: the warped view, or the file itself when it is on the grid."""
-        return self.vrt if self.vrt is not None else self.src
-
-    def _clip(self, row0: int, col0: int, rows: int, cols: int) -> tuple[Window | None, tuple[int, int, int, int]]:
-        """The part of a request that lies in the input: a window of ``_ds`` and where it goes."""
-        r_off, c_off = self.offset  # (0, 0) for the warped view, which is the grid itself
-        r_a, r_b = max(0, -r_off, row0), min(self.grid.height, self._ds.height - r_off, row0 + rows)
-        c_a, c_b = max(0, -c_off, col0), min(self.grid.width, self._ds.width - c_off, col0 + cols)
-        if r_a >= r_b or c_a >= c_b:
-            return None, (0, 0, 0, 0)
-        return Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a), (r_a - row0, r_b - row0, c_a - col0, c_b - col0)
-
-    def buffer(self, rows: int, cols: int, stored: bool = False, pixel_interleaved: bool = False) -> np.ndarray:
-        """An uninitialised [C, rows, cols] result for ``read`` (float32) or ``read_stored``
-        (``stored``): callers that read on another thread allocate it on their own."""
-        dtype = self.stored_dtype if stored else np.float32
-        c = len(self.indexes)
-        return (np.empty((rows, cols, c), dtype=dtype).transpose(2, 0, 1) if pixel_interleaved
-                else np.empty((c, rows, cols), dtype=dtype))
-
-    def _buffer(self, row0: int, col0: int, rows: int, cols: int, stored: bool, pixel_interleaved: bool,
-                outside, out: np.ndarray | None) -> tuple[np.ndarray, Window | None, np.ndarray | None,
-                                                          tuple[int, int, int, int]]:
-        """(result [C, rows, cols], window of the input, the view of the result it is read into,
-        that view's bounds): pixels outside the input are set to ``outside``; the rest is to be
-        read straight into the result (no copy)."""
-        if out is None:
-            out = self.buffer(rows, cols, stored, pixel_interleaved)
-        elif out.shape != (len(self.indexes), rows, cols):
-            raise ValueError(f"read buffer of shape {out.shape}, expected {(len(self.indexes), rows, cols)}")
-        win, (ra, rb, ca, cb) = self._clip(row0, col0, rows, cols)
-        if win is None:
-            out.fill(outside)
-            return out, None, None, (0, 0, 0, 0)
-        out[:, :ra] = outside
-        out[:, rb:] = outside
-        out[:, ra:rb, :ca] = outside
-        out[:, ra:rb, cb:] = outside
-        return out, win, out[:, ra:rb, ca:cb], (ra, rb, ca, cb)
-
-    def read(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False,
-             out: np.ndarray | None = None) -> np.ndarray:
-        """float32 [C, rows, cols], NaN for no-data (every band of the pixel) and outside;
-        ``pixel_interleaved``: stored as [rows, cols, C] (a transposed view), the channels-last
-        layout the CPU encoders run in, so no copy is needed later. ``out``: a ``buffer()`` to read into."""
-        out, win, a, _ = self._buffer(row0, col0, rows, cols, False, pixel_interleaved, np.nan, out)
-        if win is None:
-            return out
-        self._ds.read(self.indexes, window=win, out=a)
-        if self.vrt is None:
-            bad = self._nodata(a, win)
-            if bad is not None:
-                torch.from_numpy(a).masked_fill_(bad, float("nan"))
-        if self.to_db:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                bad = ~(a > 0)
-                np.log10(np.maximum(a, 1e-10, out=a), out=a)
-                a *= 10.0
-                a[bad] = np.nan
-        return out
-
-    def read_stored(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False,
-                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(values [C, rows, cols] in ``stored_dtype``, 0 outside the input; invalid bool [rows,
-        cols]: no-data in any band, or outside). For inputs with a ``stored_dtype`` only."""
-        if self.stored_dtype is None:
-            raise ValueError(f"{self.src.name}: its values cannot be read in their stored type (use read)")
-        out, win, a, (ra, rb, ca, cb) = self._buffer(row0, col0, rows, cols, True, pixel_interleaved, 0, out)
-        invalid = np.ones((rows, cols), bool)
-        if win is None:
-            return out, invalid
-        self.src.read(self.indexes, window=win, out=a)
-        invalid[ra:rb, ca:cb] = False
-        bad = self._nodata(a, win)
-        if bad is not None:
-            invalid[ra:rb, ca:cb] = bad.numpy()
-        return out, invalid
-
-    def _nodata(self, a: np.ndarray, win: Window) -> torch.Tensor | None:
-        """Pixels of a direct read that are no-data in any band (bool [rows, cols]), None if none.
-        A nodata value is found in the values already read (GDAL's mask band would decode the
-        block a second time, per band); a dataset mask (internal mask, .msk, alpha) is read once
-        for all bands."""
-        kind, arg = self.masks
-        bad = None
-        if kind == "nodata":
-            t = torch.from_numpy(a)  # torch: threaded, and fast on the channels-last view
-            for band, nd in arg:
-                if t.is_floating_point():
-                    v = float(nd)  # nd is float32 already: compared as stored
-                elif float(nd).is_integer():
-                    v = int(nd)
-                else:
-                    continue  # a fractional nodata value never occurs in integer data
-                if band is None:  # by rows: no [C, H, W] temporary beside the block
-                    b = torch.cat([(t[:, r: r + 256] == v).any(0) for r in range(0, t.shape[1], 256)])
-                else:
-                    b = t[band] == v
-                bad = b if bad is None else bad.logical_or_(b)
-        elif kind in ("dataset", "bands"):
-            m = np.zeros(a.shape[1:], bool)
-            for i in arg:
-                m |= self.src.read_masks(i, window=win) == 0
-            bad = torch.from_numpy(m)
-        return bad if bad is not None and bool(bad.any()) else None
-
-    def close(self) -> None:
-        if self.vrt is not None:
-            self.vrt.close()
-        self.src.close()
-
-
-def _mask_plan(src: rasterio.DatasetReader, indexes: Sequence[int]) -> tuple[str, object]:
-    """How a direct read finds no-data: ('none', None) all valid or NaN no-data (NaN stays NaN);
-    ('nodata', [(band position or None for all, value)]); ('dataset', [one band]) a mask shared
-    by all bands; ('bands', indexes) anything else, through GDAL's per-band masks."""
-    flags = [src.mask_flag_enums[i - 1] for i in indexes]
-    nodata = [src.nodatavals[i - 1] for i in indexes]
-    if all(f == [MaskFlags.all_valid] for f in flags):
-        return "none", None
-    if all(f == [MaskFlags.nodata] for f in flags):
-        vals = [(k, np.float32(v)) for k, v in enumerate(nodata) if v is not None and not math.isnan(v)]
-        if not vals:
-            return "none", None
-        if len({float(v) for _, v in vals}) == 1 and len(vals) == len(indexes):
-            return "nodata", [(None, vals[0][1])]
-        return "nodata", vals
-    if all(MaskFlags.per_dataset in f for f in flags):
-        return "dataset", [indexes[0]]
-    return "bands", list(indexes)
 
 
 def build_band_vrt(paths: Sequence[str], out: str, resampling: str = "bilinear") -> str:

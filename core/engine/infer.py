@@ -1,7 +1,7 @@
 """Dense and sliding-window inference over whole scenes, block by block.
 
 ``run_scene`` streams the reference grid in blocks (``windows.iter_blocks``): each block
-is read with a halo from every input through ``align.BandReader``, normalised in place with
+is read with a halo from every input through ``band_reader.BandReader``, normalised in place with
 the model card's statistics (no-data -> 0, the band mean, as zero padding in training), and
 turned into per-modality features pooled over the training window of every output cell:
 
@@ -52,9 +52,9 @@ from ..io.model_file import load_model, read_card
 from ..models.mosaic import MosaicModel
 from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
+from .align import Grid, detect_level, guess_bands, map_bands, reference_grid, sar_is_linear
+from .band_reader import BandReader, on_grid
 from .disk_space import check_free_space
-from .align import (BandReader, Grid, detect_level, guess_bands, map_bands, on_grid, reference_grid,
-                    sar_is_linear)
 from .feature_grid import FeatureAxis
 from .grid_store import GridStore
 from .heap import retained_heap

@@ -13,7 +13,8 @@ import numpy as np
 import rasterio
 
 from ..data.normalize import normalize
-from ..engine.align import BandReader, Grid, map_bands, on_grid, reference_grid, sar_is_linear
+from ..engine.align import Grid, map_bands, reference_grid, sar_is_linear
+from ..engine.band_reader import BandReader, on_grid
 
 
 @dataclass

@@ -6,7 +6,8 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from core.engine.align import BandReader, Grid, _mask_plan, build_band_vrt, on_grid
+from core.engine.align import Grid, build_band_vrt
+from core.engine.band_reader import BandReader, _mask_plan, on_grid
 
 UTM = "EPSG:32633"
 
@@ -167,3 +168,82 @@ def test_direct_read_of_a_raster_that_starts_inside_the_grid(tmp_path):
     np.testing.assert_array_equal(got[:, 2:, 3:], a[:, :10, :12].astype(np.float32))
     assert invalid[:2].all() and invalid[:, :3].all() and not invalid[2:, 3:].any()
     np.testing.assert_array_equal(raw[:, 2:, 3:], a)
+
+
+def _tiled(path, a: np.ndarray, transform: Affine, nodata=None, tile: int = 16) -> str:
+    with rasterio.open(path, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0],
+                       dtype=a.dtype, crs=UTM, transform=transform, nodata=nodata, tiled=True,
+                       blockxsize=tile, blockysize=tile, compress="deflate") as ds:
+        ds.write(a)
+    return str(path)
+
+
+def test_chunks_are_cut_where_tile_rows_start(tmp_path, monkeypatch):
+    from core.engine import band_reader
+    p = _tiled(tmp_path / "t.tif", _values((1, 64, 32)), Affine(10, 0, 500000, 0, -10, 4000000))
+    r = BandReader(p, [1], _grid(500000, 4000000, 32, 64), True)
+    try:
+        assert r.tile_rows == 16
+        monkeypatch.setattr(band_reader, "CHUNK_ROWS", 32)
+        W = rasterio.windows.Window
+        assert r._chunks(W(0, 5, 32, 50)) == [(0, 27), (27, 50)]   # rows 5..31, 32..54
+        assert r._chunks(W(0, 0, 32, 64)) == [(0, 32), (32, 64)]
+        monkeypatch.setattr(band_reader, "CHUNK_ROWS", 1)            # never less than a tile row
+        assert r._chunks(W(0, 8, 32, 20)) == [(0, 8), (8, 20)]
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("chunk", [16, 48, 4096])
+def test_chunked_reads_equal_one_read(tmp_path, monkeypatch, chunk):
+    """Reading by chunks (and reopening between them) changes nothing in the values, the no-data
+    or the pixels outside, for direct, stored and warped reads."""
+    from core.engine import band_reader
+    a = _values((3, 90, 70))
+    a[1, 40:45, 10:60] = 0   # no-data across a chunk edge
+    p = _tiled(tmp_path / "t.tif", a, Affine(10, 0, 500000, 0, -10, 4000000), nodata=0)
+    g = _grid(500000 - 10 * 3, 4000000 + 10 * 5, 76, 100)  # 5 rows above and 3 columns left of the file
+    ref = {}
+    for ch in (100000, chunk):
+        monkeypatch.setattr(band_reader, "CHUNK_ROWS", ch)
+        direct, warped = BandReader(p, [1, 2, 3], g, True), BandReader(p, [1, 2, 3], _grid(
+            500000 - 10 * 3 + 5, 4000000 + 10 * 5, 76, 100), False)
+        try:
+            got = (direct.read(-4, 2, 100, 60, pixel_interleaved=True), *direct.read_stored(0, 0, 100, 76),
+                   warped.read(0, 0, 100, 76))
+        finally:
+            direct.close()
+            warped.close()
+        if ch == 100000:
+            ref = got
+            assert np.isnan(got[0][:, 5 + 4 + 40, 20]).all() and got[2][5 + 41, 3 + 20]
+        else:
+            for x, y in zip(got, ref):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_reads_leave_no_tiles_in_gdal_block_cache(tmp_path):
+    """A scene's tiles must not pile up in GDAL's process-wide cache (module docstring)."""
+    gdal = pytest.importorskip("osgeo.gdal")
+    a = _values((12, 600, 600))
+    p = _tiled(tmp_path / "t.tif", a, Affine(10, 0, 500000, 0, -10, 4000000), tile=128)
+    old = gdal.GetCacheMax()
+    gdal.SetCacheMax(512 * 2**20)
+    try:
+        before = gdal.GetCacheUsed()
+        with rasterio.open(p) as ds:
+            ds.read()
+            if gdal.GetCacheUsed() - before < a.nbytes // 2:
+                pytest.skip("rasterio and osgeo use two GDAL libraries here: the cache is not observable")
+        r = BandReader(p, list(range(1, 13)), _grid(500000, 4000000, 600, 600), True)
+        try:
+            before = gdal.GetCacheUsed()
+            v, _ = r.read_stored(0, 0, 600, 600)
+            w = r.read(0, 0, 600, 600)
+            assert gdal.GetCacheUsed() - before < 2**20
+            np.testing.assert_array_equal(v, a)
+            np.testing.assert_array_equal(w, a.astype("float32"))
+        finally:
+            r.close()
+    finally:
+        gdal.SetCacheMax(old)

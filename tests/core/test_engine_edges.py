@@ -111,6 +111,23 @@ def test_linear_sar_is_converted_to_db(tmp_path):
     assert describe_inputs(None, lin, MODEL)["sar"]["units"] == "linear"
 
 
+@pytest.mark.parametrize("overviews", [False, True])
+def test_sar_units_are_told_from_a_sample(tmp_path, overviews):
+    """dB and linear power are told apart from 64 windows (or an overview), the same answer
+    as all the pixels give, and nothing the check decoded stays in GDAL's block cache."""
+    gdal = pytest.importorskip("osgeo.gdal")
+    from core.engine.align import sar_is_linear
+    for linear in (False, True):
+        p = _raster(tmp_path / f"s1_{linear}_{overviews}.tif", "s1", 900, 700, _tf(), seed=4, linear=linear)
+        if overviews:
+            with rasterio.open(p, "r+") as ds:
+                ds.build_overviews([2, 4])
+        before = gdal.GetCacheUsed()
+        with rasterio.open(p) as src:
+            assert sar_is_linear(src, [1, 2]) is linear
+            assert gdal.GetCacheUsed() - before < 2**20
+
+
 # ----------------------------------------------------------------------------- grids
 
 def test_shifted_and_rotated_sar_partial_overlap(tmp_path):

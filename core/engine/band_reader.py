@@ -1,0 +1,244 @@
+"""Reads the chosen bands of an input raster on the reference grid, block by block.
+
+``BandReader.read(row0, col0, rows, cols)`` returns float32 [C, rows, cols] with NaN for
+no-data and for pixels outside the input, through a ``WarpedVRT`` unless the input already
+is on the reference grid (then its pixels are read as they are, ``on_grid``);
+``read_stored`` keeps 8/16-bit values in their own type.
+
+GDAL keeps every tile it decodes in a process-wide block cache until the dataset closes, up
+to ``GDAL_CACHEMAX`` (5 % of the RAM by default, QGIS's setting inside QGIS). A scene engine
+reads each tile once or twice, so that cache only grew with the scene: a 10980² Sentinel-2
+tile would fill gigabytes of it. Reads here go by row chunks of ``CHUNK_ROWS`` (cut where the
+file's own tile rows start) and the dataset is reopened after each chunk, which drops the
+chunk's tiles: the cache holds one chunk's tiles (~50 MB for 12 bands at 2176 px), whatever
+the scene or the cache setting.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from .align import Grid
+
+CHUNK_ROWS = 1024  # rows read between two drops of GDAL's cached tiles
+
+
+def on_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:
+    """True when ``src`` is already on the reference grid (same CRS, pixel size and north-up
+    axes, origin a whole number of pixels away): its pixels are read as they are, no warping.
+    Co-registered S1 / S2 stacks are, and so is the optical raster the grid was made from."""
+    t, g = src.transform, grid.transform
+    if src.crs is None or src.crs != grid.crs or abs(t.b) > 1e-12 or abs(t.d) > 1e-12:
+        return False
+    if abs(t.a - g.a) > 1e-6 * abs(g.a) or abs(t.e - g.e) > 1e-6 * abs(g.e):
+        return False
+    c, r = (g.c - t.c) / t.a, (g.f - t.f) / t.e
+    return abs(c - round(c)) < 1e-3 and abs(r - round(r)) < 1e-3
+
+
+class BandReader:
+    """Reads chosen bands of a raster on the reference grid, NaN for no-data / outside."""
+
+    def __init__(self, path: str, indexes: Sequence[int], grid: Grid, direct: bool,
+                 resampling: Resampling = Resampling.bilinear, to_db: bool = False) -> None:
+        self.path = path
+        self.src = rasterio.open(path)
+        self.indexes = list(indexes)
+        self.grid = grid
+        self.to_db = to_db
+        self.nodata = self.src.nodata
+        self.vrt = None
+        self.warp: dict | None = None  # WarpedVRT arguments, to reopen it
+        self.offset = (0, 0)
+        if direct:
+            inv = ~self.src.transform
+            c, r = inv * (grid.transform.c, grid.transform.f)
+            self.offset = (int(round(r)), int(round(c)))
+            self.masks = _mask_plan(self.src, self.indexes)
+        else:
+            self.warp = dict(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                             resampling=resampling, nodata=np.nan, dtype="float32")
+            if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
+                self.warp["src_nodata"] = self.nodata
+            self.vrt = WarpedVRT(self.src, **self.warp)
+        dts = {np.dtype(self.src.dtypes[i - 1]) for i in self.indexes}
+        dt = dts.pop() if len(dts) == 1 else None
+        self._stored = dt if self.vrt is None and not to_db and dt is not None and dt.kind in "iu" \
+            and dt.itemsize <= 2 else None
+        self.tile_rows = self._ds.block_shapes[0][0]
+
+    @property
+    def stored_dtype(self) -> np.dtype | None:
+        """The file's own integer type when reads can keep it (``read_stored``): a direct read
+        of 8 or 16 bit integers (uint16 Sentinel-2 reflectance takes half the memory of float32)."""
+        return self._stored
+
+    def _drop_cached_tiles(self) -> None:
+        """Reopen the dataset: GDAL frees the tiles it cached for it (module docstring)."""
+        old = (self.vrt, self.src)
+        self.src = rasterio.open(self.path)
+        self.vrt = WarpedVRT(self.src, **self.warp) if self.warp is not None else None
+        for ds in old:
+            if ds is not None:
+                ds.close()
+
+    def _chunks(self, win: Window) -> list[tuple[int, int]]:
+        """Row ranges [a, b) of ``win`` (from its first row) read between two cache drops:
+        about ``CHUNK_ROWS`` each, cut at multiples of the file's tile height so that no tile
+        is decoded twice."""
+        step = self.tile_rows * max(1, round(CHUNK_ROWS / self.tile_rows))
+        r0, r1 = int(win.row_off), int(win.row_off + win.height)
+        cuts = [r0, *range((r0 // step + 1) * step, r1, step), r1]
+        return [(a - r0, b - r0) for a, b in zip(cuts, cuts[1:])]
+
+    def _read_window(self, win: Window, a: np.ndarray, direct: bool) -> torch.Tensor | None:
+        """Read ``win`` into ``a`` [C, rows, cols] chunk by chunk; with ``direct``, also find its
+        no-data pixels (bool [rows, cols], None if none)."""
+        bad = None
+        for r0, r1 in self._chunks(win):
+            cw = Window(win.col_off, win.row_off + r0, win.width, r1 - r0)
+            self._ds.read(self.indexes, window=cw, out=a[:, r0:r1])
+            b = self._nodata(a[:, r0:r1], cw) if direct else None
+            if b is not None:
+                if bad is None:
+                    bad = torch.zeros(a.shape[1:], dtype=torch.bool)
+                bad[r0:r1] = b
+            self._drop_cached_tiles()
+        return bad
+
+    @property
+    def _ds(self):
+        """What reads come from: the warped view, or the file itself when it is on the grid."""
+        return self.vrt if self.vrt is not None else self.src
+
+    def _clip(self, row0: int, col0: int, rows: int, cols: int) -> tuple[Window | None, tuple[int, int, int, int]]:
+        """The part of a request that lies in the input: a window of ``_ds`` and where it goes."""
+        r_off, c_off = self.offset  # (0, 0) for the warped view, which is the grid itself
+        r_a, r_b = max(0, -r_off, row0), min(self.grid.height, self._ds.height - r_off, row0 + rows)
+        c_a, c_b = max(0, -c_off, col0), min(self.grid.width, self._ds.width - c_off, col0 + cols)
+        if r_a >= r_b or c_a >= c_b:
+            return None, (0, 0, 0, 0)
+        return Window(c_a + c_off, r_a + r_off, c_b - c_a, r_b - r_a), (r_a - row0, r_b - row0, c_a - col0, c_b - col0)
+
+    def buffer(self, rows: int, cols: int, stored: bool = False, pixel_interleaved: bool = False) -> np.ndarray:
+        """An uninitialised [C, rows, cols] result for ``read`` (float32) or ``read_stored``
+        (``stored``): callers that read on another thread allocate it on their own."""
+        dtype = self.stored_dtype if stored else np.float32
+        c = len(self.indexes)
+        return (np.empty((rows, cols, c), dtype=dtype).transpose(2, 0, 1) if pixel_interleaved
+                else np.empty((c, rows, cols), dtype=dtype))
+
+    def _buffer(self, row0: int, col0: int, rows: int, cols: int, stored: bool, pixel_interleaved: bool,
+                outside, out: np.ndarray | None) -> tuple[np.ndarray, Window | None, np.ndarray | None,
+                                                          tuple[int, int, int, int]]:
+        """(result [C, rows, cols], window of the input, the view of the result it is read into,
+        that view's bounds): pixels outside the input are set to ``outside``; the rest is to be
+        read straight into the result (no copy)."""
+        if out is None:
+            out = self.buffer(rows, cols, stored, pixel_interleaved)
+        elif out.shape != (len(self.indexes), rows, cols):
+            raise ValueError(f"read buffer of shape {out.shape}, expected {(len(self.indexes), rows, cols)}")
+        win, (ra, rb, ca, cb) = self._clip(row0, col0, rows, cols)
+        if win is None:
+            out.fill(outside)
+            return out, None, None, (0, 0, 0, 0)
+        out[:, :ra] = outside
+        out[:, rb:] = outside
+        out[:, ra:rb, :ca] = outside
+        out[:, ra:rb, cb:] = outside
+        return out, win, out[:, ra:rb, ca:cb], (ra, rb, ca, cb)
+
+    def read(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """float32 [C, rows, cols], NaN for no-data (every band of the pixel) and outside;
+        ``pixel_interleaved``: stored as [rows, cols, C] (a transposed view), the channels-last
+        layout the CPU encoders run in, so no copy is needed later. ``out``: a ``buffer()`` to read into."""
+        out, win, a, _ = self._buffer(row0, col0, rows, cols, False, pixel_interleaved, np.nan, out)
+        if win is None:
+            return out
+        bad = self._read_window(win, a, self.vrt is None)
+        if bad is not None:
+            torch.from_numpy(a).masked_fill_(bad, float("nan"))
+        if self.to_db:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bad = ~(a > 0)
+                np.log10(np.maximum(a, 1e-10, out=a), out=a)
+                a *= 10.0
+                a[bad] = np.nan
+        return out
+
+    def read_stored(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False,
+                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(values [C, rows, cols] in ``stored_dtype``, 0 outside the input; invalid bool [rows,
+        cols]: no-data in any band, or outside). For inputs with a ``stored_dtype`` only."""
+        if self.stored_dtype is None:
+            raise ValueError(f"{self.src.name}: its values cannot be read in their stored type (use read)")
+        out, win, a, (ra, rb, ca, cb) = self._buffer(row0, col0, rows, cols, True, pixel_interleaved, 0, out)
+        invalid = np.ones((rows, cols), bool)
+        if win is None:
+            return out, invalid
+        bad = self._read_window(win, a, True)
+        invalid[ra:rb, ca:cb] = False
+        if bad is not None:
+            invalid[ra:rb, ca:cb] = bad.numpy()
+        return out, invalid
+
+    def _nodata(self, a: np.ndarray, win: Window) -> torch.Tensor | None:
+        """Pixels of a direct read that are no-data in any band (bool [rows, cols]), None if none.
+        A nodata value is found in the values already read (GDAL's mask band would decode the
+        block a second time, per band); a dataset mask (internal mask, .msk, alpha) is read once
+        for all bands."""
+        kind, arg = self.masks
+        bad = None
+        if kind == "nodata":
+            t = torch.from_numpy(a)  # torch: threaded, and fast on the channels-last view
+            for band, nd in arg:
+                if t.is_floating_point():
+                    v = float(nd)  # nd is float32 already: compared as stored
+                elif float(nd).is_integer():
+                    v = int(nd)
+                else:
+                    continue  # a fractional nodata value never occurs in integer data
+                if band is None:  # by rows: no [C, H, W] temporary beside the block
+                    b = torch.cat([(t[:, r: r + 256] == v).any(0) for r in range(0, t.shape[1], 256)])
+                else:
+                    b = t[band] == v
+                bad = b if bad is None else bad.logical_or_(b)
+        elif kind in ("dataset", "bands"):
+            m = np.zeros(a.shape[1:], bool)
+            for i in arg:
+                m |= self.src.read_masks(i, window=win) == 0
+            bad = torch.from_numpy(m)
+        return bad if bad is not None and bool(bad.any()) else None
+
+    def close(self) -> None:
+        if self.vrt is not None:
+            self.vrt.close()
+        self.src.close()
+
+
+def _mask_plan(src: rasterio.DatasetReader, indexes: Sequence[int]) -> tuple[str, object]:
+    """How a direct read finds no-data: ('none', None) all valid or NaN no-data (NaN stays NaN);
+    ('nodata', [(band position or None for all, value)]); ('dataset', [one band]) a mask shared
+    by all bands; ('bands', indexes) anything else, through GDAL's per-band masks."""
+    flags = [src.mask_flag_enums[i - 1] for i in indexes]
+    nodata = [src.nodatavals[i - 1] for i in indexes]
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        return "none", None
+    if all(f == [MaskFlags.nodata] for f in flags):
+        vals = [(k, np.float32(v)) for k, v in enumerate(nodata) if v is not None and not math.isnan(v)]
+        if not vals:
+            return "none", None
+        if len({float(v) for _, v in vals}) == 1 and len(vals) == len(indexes):
+            return "nodata", [(None, vals[0][1])]
+        return "nodata", vals
+    if all(MaskFlags.per_dataset in f for f in flags):
+        return "dataset", [indexes[0]]
+    return "bands", list(indexes)
