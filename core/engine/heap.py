@@ -58,3 +58,15 @@ def retained_heap() -> Iterator[bool]:
                 _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
                 _LIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM)
                 _LIBC.malloc_trim(0)
+
+
+def release_freed() -> None:
+    """Give the heap's free pages back to the system now, inside ``retained_heap`` too.
+
+    Called between a block's two encoders: what the optical encoder freed would otherwise
+    stay resident, and the read ahead's buffers and the SAR encoder's activations would be
+    placed beside it instead of in it (peak RSS +230 MB on a 2-core run of 8192², one block
+    more than the one-block scene). The SAR encoder faults its pages in again (~0.1 s)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+

@@ -57,7 +57,7 @@ from .band_reader import BandReader, on_grid
 from .disk_space import check_free_space
 from .feature_grid import FeatureAxis
 from .grid_store import GridStore
-from .heap import retained_heap
+from .heap import release_freed, retained_heap
 from .strips import strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, bytes_per_cell, multihot_dtype
 
@@ -728,7 +728,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 (ra, rb), (ca, cb) = owned(blk)
                 stores["present"].write(blk.row0, blk.col0, np.stack([d.present for d in data], -1).astype(np.uint8))
                 with retained_heap():  # one block's tensors reuse each other's memory, given back after
-                    fmaps = _encode_block(em, data, reads.read_ahead)
+                    fmaps = _encode_block(em, data, lambda: (release_freed(), reads.read_ahead()))
                 reads.read_ahead()
                 for m, f in fmaps.items():
                     core = (f[:, ctx: ctx + rb - ra, ctx: ctx + cb - ca].permute(1, 2, 0) if f is not None
