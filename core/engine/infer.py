@@ -445,9 +445,13 @@ class _Prefetcher(Generic[_B]):
         self.pool, self.it, self.read, self.alloc = pool, iter(blocks), read, alloc
         self.pending: tuple[Any, Future | None] | None = None
 
-    def read_ahead(self) -> None:
+    def read_ahead(self, before: Callable[[], None] | None = None) -> None:
+        """Start reading the next block, unless a read is under way or done; ``before`` is
+        called first when one starts (e.g. to free memory for its buffers)."""
         if self.pool is None or self.pending is not None:
             return
+        if before is not None:
+            before()
         nxt = next(self.it, _END)
         args = () if nxt is _END or self.alloc is None else (self.alloc(nxt),)
         self.pending = (nxt, None if nxt is _END else self.pool.submit(self.read, nxt, *args))
@@ -728,7 +732,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 (ra, rb), (ca, cb) = owned(blk)
                 stores["present"].write(blk.row0, blk.col0, np.stack([d.present for d in data], -1).astype(np.uint8))
                 with retained_heap():  # one block's tensors reuse each other's memory, given back after
-                    fmaps = _encode_block(em, data, lambda: (release_freed(), reads.read_ahead()))
+                    fmaps = _encode_block(em, data, lambda: reads.read_ahead(release_freed))
                 reads.read_ahead()
                 for m, f in fmaps.items():
                     core = (f[:, ctx: ctx + rb - ra, ctx: ctx + cb - ca].permute(1, 2, 0) if f is not None
