@@ -18,6 +18,7 @@ import colorsys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from osgeo import gdal
 from qgis.core import (
     Qgis,
     QgsColorRampShader,
@@ -114,10 +115,23 @@ def multihot_label(value: int, classes: Classes | None) -> str:
     return " + ".join(names)
 
 
+def values_present(path: str) -> list[int] | None:
+    """The values a categorical output holds, from the ``values`` tag the engine writes
+    (core/engine/writer.py); None when the file has none (too many values, or not ours)."""
+    ds = gdal.Open(path)
+    tag = ds.GetMetadataItem("values") if ds is not None else None
+    ds = None
+    if tag is None:
+        return None
+    return [int(v) for v in tag.split(",") if v]
+
+
 def _multihot_renderer(layer: QgsRasterLayer, classes: Classes | None, max_combinations: int = 64):
-    """Paletted over the class combinations present (legend lists them), else a ramp."""
-    found = QgsPalettedRasterRenderer.classDataFromRaster(layer.dataProvider(), 1)
-    values = sorted(int(c.value) for c in found)
+    """Paletted over the class combinations present (legend lists them), else a ramp. The
+    combinations come from the file's tag: QGIS's own scan (``classDataFromRaster``) builds
+    a histogram over the whole value range, 2**19 bins for 19 classes, and saves it beside
+    the file."""
+    values = values_present(layer.source())
     if not values or len(values) > max_combinations:
         return _ramp_renderer(layer, "Spectral", *_band_range(layer, 1))
     colors = cluster_colors(len(values))

@@ -14,6 +14,11 @@ place (``os.replace``) only when the whole run succeeded; ``abort`` deletes it. 
   probabilities: 0 = every class certain, 1 = every class at p = 0.5; NaN = no data.
 - embeddings: float32, one band per dimension (L2-normalised per modality, S2 then S1), NaN = no data.
 - clusters: uint8 K-means cluster index with a colour table, 255 = no data.
+
+Categorical outputs (dominant, multihot, clusters) carry a ``values`` tag listing the values
+present (no data left out) when there are at most ``MAX_LISTED_VALUES``: a GIS builds the
+legend from it instead of a histogram over the whole value range (2**19 bins for a 19-class
+multi-hot raster, 2**31 for 31 classes).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ CLUSTER_COLORS: tuple[str, ...] = (
     "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )
 PROB_SCALE = 250.0
+MAX_LISTED_VALUES = 256
 
 
 def hex_rgb(c: str) -> tuple[int, int, int, int]:
@@ -78,6 +84,7 @@ class OutputRaster:
             raise FileNotFoundError(f"output folder {self.path.parent} does not exist")
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.tif")
         self.categorical = categorical
+        self.present: set[int] | None = set() if categorical else None  # None: not listed (too many)
         block = 256 if min(width, height) >= 256 else 16 * max(1, min(width, height) // 16)
         tiled = min(width, height) >= 16
         profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs=crs,
@@ -104,12 +111,19 @@ class OutputRaster:
     def write(self, arr: np.ndarray, row0: int, col0: int) -> None:
         """``arr`` [C, rows, cols] at output cell (row0, col0)."""
         self.ds.write(arr, window=Window(col0, row0, arr.shape[2], arr.shape[1]))
+        if self.present is not None:
+            v = np.unique(arr)
+            self.present.update(int(x) for x in v[v != self.ds.nodata])
+            if len(self.present) > MAX_LISTED_VALUES:
+                self.present = None
 
     def read(self, row0: int, col0: int, rows: int, cols: int) -> np.ndarray:
         return self.ds.read(window=Window(col0, row0, cols, rows))
 
     def finish(self) -> None:
-        """Overviews, close; the file stays at its temporary path until ``commit``."""
+        """Overviews, the ``values`` tag, close; the file stays at its temporary path until ``commit``."""
+        if self.present is not None:
+            self.ds.update_tags(values=",".join(str(v) for v in sorted(self.present)))
         w, h = self.ds.width, self.ds.height
         factors = []
         f = 2

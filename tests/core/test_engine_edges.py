@@ -275,3 +275,31 @@ def test_cli(tmp_path, capsys):
     assert a.func(a) == 0
     with rasterio.open(tmp_path / "c.tif") as ds:
         assert set(np.unique(ds.read(1))) <= {0, 1, 2}
+
+
+def test_categorical_outputs_list_the_values_they_hold(tmp_path):
+    """dominant, multihot and clusters carry a ``values`` tag (writer.py): exactly the values
+    present, no data left out, so a legend needs no scan of the raster."""
+    s2 = _raster(tmp_path / "s2.tif", "s2", 300, 260, _tf(), seed=5)
+    s1 = _raster(tmp_path / "s1.tif", "s1", 300, 260, _tf(), seed=6)
+    outs = {k: str(tmp_path / f"{k}.tif") for k in ("dominant", "multihot", "clusters", "uncertainty")}
+    run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16, clusters=4, block_size=128, outputs=outs))
+    for kind in ("dominant", "multihot", "clusters"):
+        with rasterio.open(outs[kind]) as ds:
+            a = ds.read(1)
+            present = np.unique(a[a != ds.nodata]).tolist()
+            assert present and ds.tags()["values"] == ",".join(map(str, present)), kind
+    with rasterio.open(outs["uncertainty"]) as ds:
+        assert "values" not in ds.tags()
+
+
+def test_values_are_not_listed_when_there_are_too_many(tmp_path):
+    from core.engine.writer import MAX_LISTED_VALUES, OutputRaster
+    o = OutputRaster(str(tmp_path / "m.tif"), "multihot", crs="EPSG:32633", transform=_tf(), width=40, height=40,
+                     count=1, dtype="uint32", nodata=4294967295, categorical=True)
+    o.write(np.arange(1600, dtype="uint32").reshape(1, 40, 40), 0, 0)
+    assert MAX_LISTED_VALUES < 1600
+    o.finish()
+    path = o.commit()
+    with rasterio.open(path) as ds:
+        assert "values" not in ds.tags()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import processing
 import pytest
 from osgeo import gdal
@@ -111,8 +112,19 @@ def test_classify_loads_styled_layers_in_one_group(mosaic_plugin, sample_layers,
     assert [ds.GetRasterBand(i).GetDescription() for i in range(1, 20)] == [n for n, _ in CLASSES]
     ds = None
 
-    assert by_name["Multi-hot classes"].bandCount() == 1
-    assert by_name["Multi-hot classes"].renderer().type() in ("paletted", "singlebandpseudocolor")
+    multihot = by_name["Multi-hot classes"]
+    assert multihot.bandCount() == 1
+    # a legend of the class combinations present, from the file's tag: no histogram over the
+    # 2**19 possible values is computed and saved beside the file
+    ds = gdal.Open(results["MULTIHOT"])
+    band = ds.GetRasterBand(1)
+    a = band.ReadAsArray()
+    present = sorted(int(v) for v in np.unique(a[a != band.GetNoDataValue()]))
+    ds = None
+    assert multihot.renderer().type() == "paletted" and 0 < len(present) <= 64
+    assert [int(c.value) for c in multihot.renderer().classes()] == present
+    aux = Path(results["MULTIHOT"] + ".aux.xml")
+    assert not aux.exists() or "Histograms" not in aux.read_text()
     assert by_name["Uncertainty"].renderer().type() == "singlebandpseudocolor"
     assert any("optical" in line.lower() or "grid" in line.lower() for line in feedback.textLog().splitlines())
 
