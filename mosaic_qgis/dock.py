@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from osgeo import gdal
 from qgis.core import (
     Qgis,
     QgsApplication,
@@ -74,6 +75,30 @@ def _swatch(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
+def _band_descriptions(layer: QgsRasterLayer) -> list[str] | None:
+    """The band descriptions GDAL reads from the layer's file (None for other providers)."""
+    if layer.providerType() != "gdal":
+        return None
+    ds = gdal.Open(layer.source())
+    if ds is None:
+        return None
+    out = [ds.GetRasterBand(i).GetDescription() for i in range(1, ds.RasterCount + 1)]
+    ds = None
+    return out
+
+
+def _guess_summary(guess: list[str], descriptions: list[str]) -> str:
+    """What the band field shows: the whole guess when it is short (``guessed: VV,VH``), else
+    how many model bands were found and which file bands are ignored, which is what a field of
+    this width can show (the tooltip has the whole list)."""
+    text = f"guessed: {','.join(guess)}"
+    if len(text) <= 32:
+        return text
+    used = sum(g != "-" for g in guess)
+    ignored = [descriptions[i] or f"band {i + 1}" for i, g in enumerate(guess) if g == "-"]
+    return f"guessed: {used} bands" + (f", {', '.join(ignored)} unused" if ignored else "")
+
+
 class MosaicDock(QgsDockWidget):
     """Dock panel; ``iface`` gives the message bar and the map canvas (may be a test stub)."""
 
@@ -119,8 +144,8 @@ class MosaicDock(QgsDockWidget):
         form.addRow("  bands", self.optical_bands)
         form.addRow("SAR (S1)", self.sar_combo)
         form.addRow("  bands", self.sar_bands)
-        self.optical_combo.layerChanged.connect(lambda layer: self._show_layer_bands(layer, self.optical_bands))
-        self.sar_combo.layerChanged.connect(lambda layer: self._show_layer_bands(layer, self.sar_bands))
+        self.optical_combo.layerChanged.connect(lambda _layer: self._show_layer_bands())
+        self.sar_combo.layerChanged.connect(lambda _layer: self._show_layer_bands())
         layout.addWidget(inputs)
 
         model_box = QGroupBox("Model", body)
@@ -498,11 +523,38 @@ class MosaicDock(QgsDockWidget):
         self._message(f"Fine-tuned model {Path(res.card_path).stem} saved and selected; report: "
                       f"<a href='{Path(res.report_html).as_uri()}'>{Path(res.report_html).name}</a>", Qgis.Success)
 
-    def _show_layer_bands(self, layer, field: QLineEdit) -> None:
-        if isinstance(layer, QgsRasterLayer):
+    def _show_layer_bands(self) -> None:
+        """Show in each band field how the engine will map the chosen layer's bands for the
+        current model (its guess from the band descriptions, '-' = unused), or what to type."""
+        info = self.current_model() if hasattr(self, "model_combo") else None
+        for combo, field, modality, needed, hint in (
+            (self.optical_combo, self.optical_bands, "s2", info.optical_bands if info else (),
+             "Band names in file order, comma-separated ('-' = ignore), e.g. B01,B02,...,B12 or the preset S2-13."),
+            (self.sar_combo, self.sar_bands, "s1", info.sar_bands if info else (),
+             "SAR band names in file order, e.g. VV,VH."),
+        ):
+            layer = combo.currentLayer()
+            if not isinstance(layer, QgsRasterLayer):
+                field.setPlaceholderText("from band descriptions")
+                field.setToolTip(hint + "\nEmpty: guessed from the layer's band descriptions.")
+                continue
             names = [layer.dataProvider().generateBandName(i) for i in range(1, layer.bandCount() + 1)]
-            field.setPlaceholderText(f"from band descriptions ({layer.bandCount()} bands)")
-            field.setToolTip(field.toolTip().split("\n\nLayer bands:")[0] + "\n\nLayer bands:\n" + "\n".join(names))
+            placeholder = f"from band descriptions ({layer.bandCount()} bands)"
+            detail = ""  # the whole guess, or what is wrong with it
+            descriptions = _band_descriptions(layer)
+            if descriptions is not None and needed and not deps.missing_modules():
+                from ..core.engine.align import model_band_guess  # no torch, but rasterio: once installed
+                guess, missing = model_band_guess(descriptions, len(descriptions), modality, needed)
+                unknown = [i + 1 for i, g in enumerate(guess) if g == "?"]
+                if unknown or missing:
+                    placeholder = f"type the band names ({layer.bandCount()} bands)"
+                    detail = (f"\n\nNot recognised: band(s) {unknown}" if unknown else "\n\nThe model needs "
+                              f"{', '.join(missing)}, not found") + f"; the model's bands: {','.join(needed)}"
+                else:
+                    placeholder = _guess_summary(guess, descriptions)
+                    detail = f"\n\nGuess: {','.join(guess)}"
+            field.setPlaceholderText(placeholder)
+            field.setToolTip(hint + "\nEmpty: the guess shown." + detail + "\n\nLayer bands:\n" + "\n".join(names))
 
     def reload_models(self, select: str | None = None) -> None:
         """Fill the model list (bundled + user folder); ``select`` a card path."""
@@ -534,6 +586,7 @@ class MosaicDock(QgsDockWidget):
             QListWidgetItem(_swatch(color), name, self.class_list)
         if hasattr(self, "label_class_list"):
             self._fill_label_classes()
+        self._show_layer_bands()  # the mapping depends on the model's bands
 
     def _browse_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

@@ -136,6 +136,15 @@ def guess_bands(descriptions: Sequence[str | None], count: int, modality: str) -
     return names
 
 
+def model_band_guess(descriptions: Sequence[str | None], count: int, modality: str,
+                     needed: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(file band names as the engine would map them, model bands not found): ``guess_bands``
+    with '-' for the bands the model does not use. Cheap (no pixels read), for a UI to show
+    the mapping before a run."""
+    guess = [g if (g in needed or g == "?") else "-" for g in guess_bands(descriptions, count, modality)]
+    return guess, [b for b in needed if b not in guess]
+
+
 def detect_level(path: str, tags: dict[str, str], file_bands: Sequence[str]) -> str | None:
     """'L1C', 'L2A' or None (unknown), from the name, metadata, and B10 (only L1C has it)."""
     text = " ".join([Path(path).name] + [f"{k}={v}" for k, v in tags.items()]).upper()

@@ -52,7 +52,7 @@ from ..io.model_file import load_model, read_card
 from ..models.mosaic import MosaicModel
 from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
-from .align import Grid, detect_level, guess_bands, map_bands, reference_grid, sar_is_linear
+from .align import Grid, detect_level, guess_bands, map_bands, model_band_guess, reference_grid, sar_is_linear
 from .band_reader import BandReader, on_grid
 from .disk_space import check_free_space
 from .feature_grid import FeatureAxis
@@ -250,12 +250,10 @@ def describe_inputs(optical: str | None, sar: str | None, model: str) -> dict:
         if path is None:
             continue
         with _open(path, key) as src:
-            guess = guess_bands(src.descriptions, src.count, m)
-            guess = [g if (g in need[m] or g == "?") else "-" for g in guess]
+            guess, missing = model_band_guess(src.descriptions, src.count, m, need[m])
             info = {"path": str(path), "crs": src.crs.to_string() if src.crs else None,
                     "width": src.width, "height": src.height, "resolution": src.res, "count": src.count,
-                    "descriptions": list(src.descriptions), "bands": guess,
-                    "missing": [b for b in need[m] if b not in guess]}
+                    "descriptions": list(src.descriptions), "bands": guess, "missing": missing}
             if m == "s2":
                 info["level"] = detect_level(str(path), src.tags(), guess_bands(src.descriptions, src.count, m))
             else:

@@ -31,7 +31,17 @@ def test_dock_lists_models_with_classes_and_bands(dock, sample_layers) -> None:
     s2, s1 = sample_layers
     dock.optical_combo.setLayer(s2)  # raster layers only: the combo's filter
     assert dock.optical_combo.currentLayer() is s2
-    assert "13 bands" in dock.optical_bands.placeholderText()
+    # the mapping the engine will use is shown before a run: B10 is not a model band
+    assert dock.optical_bands.placeholderText() == "guessed: 12 bands, B10 unused"
+    assert "Guess: B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,-,B11,B12" in dock.optical_bands.toolTip()
+    assert "Band 11" in dock.optical_bands.toolTip()
+    dock.sar_combo.setLayer(s1)
+    assert dock.sar_bands.placeholderText() == "guessed: VV,VH"
+    dock.sar_combo.setLayer(s2)  # 13 optical bands as SAR: none is VV or VH
+    assert dock.sar_bands.placeholderText() == "type the band names (13 bands)"
+    assert "The model needs VV, VH, not found" in dock.sar_bands.toolTip()
+    dock.sar_combo.setLayer(None)
+    assert dock.sar_bands.placeholderText() == "from band descriptions"
 
 
 def test_run_classify_adds_styled_layers(dock, sample_layers, project, qtbot, qgis_iface, tmp_path) -> None:
