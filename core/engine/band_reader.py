@@ -10,8 +10,8 @@ to ``GDAL_CACHEMAX`` (5 % of the RAM by default, QGIS's setting inside QGIS). A 
 reads each tile once or twice, so that cache only grew with the scene: a 10980² Sentinel-2
 tile would fill gigabytes of it. Reads here go by row chunks of ``CHUNK_ROWS`` (cut where the
 file's own tile rows start) and the dataset is reopened after each chunk, which drops the
-chunk's tiles: the cache holds one chunk's tiles (~50 MB for 12 bands at 2176 px), whatever
-the scene or the cache setting.
+chunk's tiles: the cache holds one chunk's tiles (~75 MB for 12 uint16 bands in 512 px tiles
+and a 2176 px wide read), whatever the scene or the cache setting.
 """
 from __future__ import annotations
 
