@@ -37,7 +37,7 @@ import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import rasterio
@@ -59,7 +59,7 @@ from .feature_grid import FeatureAxis
 from .grid_store import GridStore
 from .heap import release_freed, retained_heap
 from .strips import strip_encoder
-from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, bytes_per_cell, multihot_dtype
+from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
 OUTPUT_KINDS = ("probabilities", "dominant", "multihot", "uncertainty", "embeddings", "clusters")
 MODES = ("auto", "dense", "sliding")
@@ -475,20 +475,53 @@ def _store_tag(req: SceneRequest) -> str:
     return str(first.parent / f".{first.name}.{os.getpid()}")
 
 
-def _disk_needs(req: SceneRequest, mode: str, cells: int, axes: tuple[FeatureAxis, FeatureAxis], dim: int,
-                srcs: dict, n_classes: int, n_emb: int) -> list[tuple[str, int]]:
-    """(file, bytes at most) of every file a run writes: outputs uncompressed with a third
-    more for overviews, the embeddings that clustering needs, dense mode's feature stores."""
-    header = 64 * 1024  # TIFF header, tile index, colour table, tags
-    needs = [(p, cells * bytes_per_cell(k, n_classes, n_emb, req.probability_dtype) * 4 // 3 + header)
-             for k, p in req.outputs.items()]
+def _feature_extent(axes: tuple[FeatureAxis, FeatureAxis]) -> tuple[tuple[int, int], int, int]:
+    """(feature cell at store cell (0, 0), rows, cols) of dense mode's scene-wide feature store."""
+    (r0, r1), (c0, c1) = axes[0].cells, axes[1].cells
+    return (r0, c0), r1 - r0, c1 - c0
+
+
+def _output_specs(req: SceneRequest, em: EngineModel, mods: Sequence[str], tags: dict[str, str]) -> dict[str, dict]:
+    """``OutputRaster`` arguments (all but path, kind and grid) of every output a request writes,
+    and of the embeddings clustering needs when they are not requested (key ``"_embeddings"``)."""
+    K, classes = len(em.classes), em.classes
+    emb = dict(count=em.dim * len(mods), dtype="float32", nodata=float("nan"))
+    specs: dict[str, dict] = {}
+    for kind in req.outputs:
+        if kind == "probabilities":
+            specs[kind] = (dict(count=K, dtype="uint8", nodata=255, descriptions=classes, scale=1 / PROB_SCALE,
+                                tags={**tags, "encoding": "p = value / 250"})
+                           if req.probability_dtype == "uint8" else
+                           dict(count=K, dtype="float32", nodata=float("nan"), descriptions=classes, tags=tags))
+        elif kind == "dominant":
+            specs[kind] = dict(count=1, dtype="uint8", nodata=255, descriptions=["dominant class"], colors=em.colors,
+                               categorical=True, tags={**tags, **{f"class_{i}": c for i, c in enumerate(classes)}})
+        elif kind == "multihot":
+            dt, nd = multihot_dtype(K)
+            specs[kind] = dict(count=1, dtype=dt, nodata=nd, descriptions=["multi-hot classes"], categorical=True,
+                               tags={**tags, "encoding": "bit k set = class k has p >= 0.5",
+                                     **{f"bit_{i}": c for i, c in enumerate(classes)}})
+        elif kind == "uncertainty":
+            specs[kind] = dict(count=1, dtype="float32", nodata=float("nan"),
+                               descriptions=["mean binary entropy (bits)"], tags=tags)
+        elif kind == "embeddings":
+            specs[kind] = dict(emb, descriptions=[f"{m}_{i}" for m in ("s2", "s1") if m in mods
+                                                  for i in range(em.dim)], tags=tags)
+        elif kind == "clusters":  # written after K-means, with its colours and fit in the tags
+            specs[kind] = dict(count=1, dtype="uint8", nodata=255, descriptions=["cluster"], categorical=True)
     if "clusters" in req.outputs and "embeddings" not in req.outputs:
-        needs.append((req.outputs["clusters"], cells * bytes_per_cell("embeddings", n_classes, n_emb) * 4 // 3 + header))
-    if mode == "dense":
-        (r0, r1), (c0, c1) = axes[0].cells, axes[1].cells
-        tag = _store_tag(req)
-        needs += [(tag, (r1 - r0) * (c1 - c0) * dim * 4 * len(srcs)), (tag, cells * len(srcs))]
-    return needs
+        specs["_embeddings"] = emb
+    return specs
+
+
+def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int,
+                stores: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(file, bytes at most) of every file a run writes: each output uncompressed with a third
+    more for overviews and a header; ``stores``: dense mode's feature stores."""
+    header = 64 * 1024  # TIFF header, tile index, colour table, tags
+    return [(req.outputs["clusters" if k == "_embeddings" else k],  # beside the clusters it is for
+             cells * sp["count"] * np.dtype(sp["dtype"]).itemsize * 4 // 3 + header)
+            for k, sp in specs.items()] + stores
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -633,40 +666,23 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         n_emb = em.dim * len(srcs)
         axes = (FeatureAxis(out_h, stride, em.patch, em.stride, em.patch_cells),
                 FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
-        check_free_space(_disk_needs(req, mode, out_h * out_w, axes, em.dim, srcs, K, n_emb),
-                         f"this {mode} run ({out_w} x {out_h} output cells)")
+        origin, frows, fcols = _feature_extent(axes)
+        tag = _store_tag(req)
         common = dict(crs=grid.crs, transform=out_tf, width=out_w, height=out_h)
         tags = {"model": Path(req.model).name, "mode": mode, "stride_px": str(stride),
                 "window_px": str(em.patch)}
+        specs = _output_specs(req, em, list(srcs), tags)
+        store_bytes = [(tag, frows * fcols * em.dim * 4 * len(srcs)), (tag, out_h * out_w * len(srcs))] \
+            if mode == "dense" else []
+        check_free_space(_disk_needs(req, specs, out_h * out_w, store_bytes),
+                         f"this {mode} run ({out_w} x {out_h} output cells)")
         for kind, path in req.outputs.items():
-            if kind == "probabilities":
-                if req.probability_dtype == "uint8":
-                    outs[kind] = OutputRaster(path, kind, count=K, dtype="uint8", nodata=255, descriptions=em.classes,
-                                              scale=1 / PROB_SCALE, tags={**tags, "encoding": "p = value / 250"}, **common)
-                else:
-                    outs[kind] = OutputRaster(path, kind, count=K, dtype="float32", nodata=float("nan"),
-                                              descriptions=em.classes, tags=tags, **common)
-            elif kind == "dominant":
-                outs[kind] = OutputRaster(path, kind, count=1, dtype="uint8", nodata=255, descriptions=["dominant class"],
-                                          colors=em.colors, categorical=True,
-                                          tags={**tags, **{f"class_{i}": c for i, c in enumerate(em.classes)}}, **common)
-            elif kind == "multihot":
-                dt, nd = multihot_dtype(K)
-                outs[kind] = OutputRaster(path, kind, count=1, dtype=dt, nodata=nd, descriptions=["multi-hot classes"],
-                                          categorical=True, tags={**tags, "encoding": "bit k set = class k has p >= 0.5",
-                                                                  **{f"bit_{i}": c for i, c in enumerate(em.classes)}},
-                                          **common)
-            elif kind == "uncertainty":
-                outs[kind] = OutputRaster(path, kind, count=1, dtype="float32", nodata=float("nan"),
-                                          descriptions=["mean binary entropy (bits)"], tags=tags, **common)
-            elif kind == "embeddings":
-                outs[kind] = OutputRaster(path, kind, count=n_emb, dtype="float32", nodata=float("nan"),
-                                          descriptions=[f"{m}_{i}" for m in ("s2", "s1") if m in srcs
-                                                        for i in range(em.dim)], tags=tags, **common)
-        if "clusters" in req.outputs and "embeddings" not in outs:
+            if kind != "clusters":
+                outs[kind] = OutputRaster(path, kind, **specs[kind], **common)
+        if "_embeddings" in specs:
             d = Path(req.outputs["clusters"]).parent
             tmp_emb = OutputRaster(str(d / f".{Path(req.outputs['clusters']).name}.embeddings.tif"), "embeddings",
-                                   count=n_emb, dtype="float32", nodata=float("nan"), **common)
+                                   **specs["_embeddings"], **common)
         emb_out = outs.get("embeddings") or tmp_emb
         want_clusters = "clusters" in req.outputs
         rng = np.random.default_rng(req.seed)
@@ -704,9 +720,6 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
 
         if mode == "dense":
             # pass 1: every feature cell of the scene, computed once by the block that owns it
-            origin = (axes[0].cells[0], axes[1].cells[0])
-            frows, fcols = axes[0].cells[1] - origin[0], axes[1].cells[1] - origin[1]
-            tag = _store_tag(req)
             for m in srcs:
                 stores[m] = GridStore(f"{tag}.{m}.features", frows, fcols, em.dim)
             stores["present"] = GridStore(f"{tag}.present", out_h, out_w, len(srcs), np.uint8)
@@ -768,8 +781,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
             km = MiniBatchKMeans(n_clusters=req.clusters, random_state=req.seed, n_init=3,
                                  batch_size=min(4096, len(sample))).fit(sample)
             colors = [CLUSTER_COLORS[i % len(CLUSTER_COLORS)] for i in range(req.clusters)]
-            cl = OutputRaster(req.outputs["clusters"], "clusters", count=1, dtype="uint8", nodata=255,
-                              descriptions=["cluster"], colors=colors, categorical=True,
+            cl = OutputRaster(req.outputs["clusters"], "clusters", **specs["clusters"], colors=colors,
                               tags={**tags, "k": str(req.clusters), "fitted_on": str(len(sample))}, **common)
             outs["clusters"] = cl
             for blk in W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride):

@@ -56,21 +56,6 @@ def multihot_dtype(n_classes: int) -> tuple[str, int]:
     raise ValueError(f"a multi-hot raster holds at most 31 classes, the model has {n_classes}")
 
 
-def bytes_per_cell(kind: str, n_classes: int, n_embeddings: int, probability_dtype: str = "uint8") -> int:
-    """Uncompressed bytes one output cell takes in an output of ``kind`` (the encodings above)."""
-    if kind == "probabilities":
-        return n_classes * (1 if probability_dtype == "uint8" else 4)
-    if kind == "multihot":
-        return np.dtype(multihot_dtype(n_classes)[0]).itemsize
-    if kind == "uncertainty":
-        return 4
-    if kind == "embeddings":
-        return 4 * n_embeddings
-    if kind in ("dominant", "clusters"):
-        return 1
-    raise ValueError(f"unknown output {kind!r}")
-
-
 class OutputRaster:
     """One output GeoTIFF written block by block into a temporary file."""
 
