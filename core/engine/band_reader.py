@@ -12,6 +12,13 @@ tile would fill gigabytes of it. Reads here go by row chunks of ``CHUNK_ROWS`` (
 file's own tile rows start) and the dataset is reopened after each chunk, which drops the
 chunk's tiles: the cache holds one chunk's tiles (~75 MB for 12 uint16 bands in 512 px tiles
 and a 2176 px wide read), whatever the scene or the cache setting.
+
+Uncompressed GeoTIFFs (SNAP exports, stacks written without compression) are opened with
+GDAL's ``GTIFF_DIRECT_IO``: a window is then read from the file straight into the result,
+past the block cache. Through the cache, a pixel-interleaved file is split into per-band
+tiles and interleaved again: 5-7x slower for a block of 12 bands
+(``tests/core/test_band_reader.py`` checks both give the same values). GDAL reads the option
+when it opens the file, and ignores it for compressed files.
 """
 from __future__ import annotations
 
@@ -28,6 +35,14 @@ from rasterio.windows import Window
 from .align import Grid
 
 CHUNK_ROWS = 1024  # rows read between two drops of GDAL's cached tiles
+
+
+def open_for_blocks(path: str) -> rasterio.DatasetReader:
+    """``path`` opened for block reads: uncompressed GeoTIFFs bypass GDAL's block cache
+    (module docstring). The option is set only while the file opens (and only for this
+    thread, outside the main one)."""
+    with rasterio.Env(GTIFF_DIRECT_IO="YES"):
+        return rasterio.open(path)
 
 
 def on_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:
@@ -49,7 +64,7 @@ class BandReader:
     def __init__(self, path: str, indexes: Sequence[int], grid: Grid, direct: bool,
                  resampling: Resampling = Resampling.bilinear, to_db: bool = False) -> None:
         self.path = path
-        self.src = rasterio.open(path)
+        self.src = open_for_blocks(path)
         self.indexes = list(indexes)
         self.grid = grid
         self.to_db = to_db
@@ -83,7 +98,7 @@ class BandReader:
     def _drop_cached_tiles(self) -> None:
         """Reopen the dataset: GDAL frees the tiles it cached for it (module docstring)."""
         old = (self.vrt, self.src)
-        self.src = rasterio.open(self.path)
+        self.src = open_for_blocks(self.path)
         self.vrt = WarpedVRT(self.src, **self.warp) if self.warp is not None else None
         for ds in old:
             if ds is not None:

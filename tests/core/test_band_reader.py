@@ -247,3 +247,49 @@ def test_reads_leave_no_tiles_in_gdal_block_cache(tmp_path):
             r.close()
     finally:
         gdal.SetCacheMax(old)
+
+
+@pytest.mark.parametrize("tiled", [True, False])
+@pytest.mark.parametrize("interleave", ["pixel", "band"])
+def test_uncompressed_files_are_read_past_gdal_cache(tmp_path, monkeypatch, tiled, interleave):
+    """Uncompressed GeoTIFFs are opened with GTIFF_DIRECT_IO (module docstring): the same values,
+    no-data and outside pixels as the array written, for tiled and striped files in both
+    interleavings, a band subset out of order and a window half outside; and GDAL's cache
+    stays empty with the reader's cache drops turned off (it fills without the option)."""
+    gdal = pytest.importorskip("osgeo.gdal")
+    monkeypatch.setattr(BandReader, "_drop_cached_tiles", lambda self: None)
+    a = _values((12, 300, 260))
+    a[4, 100:110, 30:90] = 0
+    p = str(tmp_path / "u.tif")
+    opts = dict(tiled=True, blockxsize=64, blockysize=64) if tiled else {}
+    with rasterio.open(p, "w", driver="GTiff", width=260, height=300, count=12, dtype="uint16", crs=UTM,
+                       transform=Affine(10, 0, 500000, 0, -10, 4000000), nodata=0, interleave=interleave,
+                       **opts) as ds:
+        ds.write(a)
+    idx = [5, 2, 12, 3]
+    old = gdal.GetCacheMax()
+    gdal.SetCacheMax(512 * 2**20)
+    r = BandReader(p, idx, _grid(500000, 4000000, 260, 300), True)
+    try:
+        before = gdal.GetCacheUsed()
+        v, invalid = r.read_stored(-20, 10, 300, 200, pixel_interleaved=True)
+        f = r.read(-20, 10, 300, 200)
+        used = gdal.GetCacheUsed() - before
+    finally:
+        r.close()
+        gdal.SetCacheMax(old)
+    want = np.zeros((4, 300, 200), "uint16")
+    want[:, 20:] = a[[i - 1 for i in idx], :280, 10:210]
+    bad = np.ones((300, 200), bool)
+    bad[20:] = (want[:, 20:] == 0).any(0)
+    np.testing.assert_array_equal(v, want)
+    np.testing.assert_array_equal(invalid, bad)
+    np.testing.assert_array_equal(np.isnan(f).all(0), bad)
+    np.testing.assert_array_equal(f[:, ~bad], want[:, ~bad].astype("float32"))
+    assert invalid[20 + 100, 30 - 10] and not invalid[20 + 99, 30 - 10]
+    with rasterio.open(p) as ds:  # is GDAL's cache observable through osgeo here?
+        before = gdal.GetCacheUsed()
+        ds.read(1)
+        observable = gdal.GetCacheUsed() - before >= a[0].nbytes
+    if observable:
+        assert used < 2**16, f"{used} bytes of tiles cached: the file was not read with direct I/O"
