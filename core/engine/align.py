@@ -32,6 +32,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from ..data.bands import S2_13_BANDS
+from .open_raster import open_for_blocks
 
 S2_13: tuple[str, ...] = S2_13_BANDS
 S2_12: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
@@ -164,7 +165,7 @@ def sar_is_linear(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> boo
     decodes leave GDAL's block cache): a <= 512 px overview where the file has overviews,
     else 8 x 8 windows of 64 px spread over it. A decimated read of a file without overviews
     would decode every tile of it (2 GB for a full Sentinel-1 scene)."""
-    with rasterio.open(src.name) as ds:
+    with open_for_blocks(src.name) as ds:
         if ds.overviews(indexes[0]):
             scale = max(1, max(ds.width, ds.height) // 512)
             shape = (len(indexes), max(1, ds.height // scale), max(1, ds.width // scale))

@@ -12,13 +12,7 @@ tile would fill gigabytes of it. Reads here go by row chunks of ``CHUNK_ROWS`` (
 file's own tile rows start) and the dataset is reopened after each chunk, which drops the
 chunk's tiles: the cache holds one chunk's tiles (~75 MB for 12 uint16 bands in 512 px tiles
 and a 2176 px wide read), whatever the scene or the cache setting.
-
-Uncompressed GeoTIFFs (SNAP exports, stacks written without compression) are opened with
-GDAL's ``GTIFF_DIRECT_IO``: a window is then read from the file straight into the result,
-past the block cache. Through the cache, a pixel-interleaved file is split into per-band
-tiles and interleaved again: 5-7x slower for a block of 12 bands
-(``tests/core/test_band_reader.py`` checks both give the same values). GDAL reads the option
-when it opens the file, and ignores it for compressed files.
+Uncompressed GeoTIFFs bypass that cache altogether (``open_raster.open_for_blocks``).
 """
 from __future__ import annotations
 
@@ -33,16 +27,9 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .align import Grid
+from .open_raster import open_for_blocks
 
 CHUNK_ROWS = 1024  # rows read between two drops of GDAL's cached tiles
-
-
-def open_for_blocks(path: str) -> rasterio.DatasetReader:
-    """``path`` opened for block reads: uncompressed GeoTIFFs bypass GDAL's block cache
-    (module docstring). The option is set only while the file opens (and only for this
-    thread, outside the main one)."""
-    with rasterio.Env(GTIFF_DIRECT_IO="YES"):
-        return rasterio.open(path)
 
 
 def on_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:

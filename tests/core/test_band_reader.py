@@ -252,7 +252,7 @@ def test_reads_leave_no_tiles_in_gdal_block_cache(tmp_path):
 @pytest.mark.parametrize("tiled", [True, False])
 @pytest.mark.parametrize("interleave", ["pixel", "band"])
 def test_uncompressed_files_are_read_past_gdal_cache(tmp_path, monkeypatch, tiled, interleave):
-    """Uncompressed GeoTIFFs are opened with GTIFF_DIRECT_IO (module docstring): the same values,
+    """Uncompressed GeoTIFFs are opened with GTIFF_DIRECT_IO (core/engine/open_raster.py): the same values,
     no-data and outside pixels as the array written, for tiled and striped files in both
     interleavings, a band subset out of order and a window half outside; and GDAL's cache
     stays empty with the reader's cache drops turned off (it fills without the option)."""
