@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import os
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -58,7 +57,7 @@ from .disk_space import check_free_space
 from .feature_grid import FeatureAxis
 from .grid_store import GridStore
 from .heap import release_freed, retained_heap
-from .strips import strip_encoder
+from .strips import Input, strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
 OUTPUT_KINDS = ("probabilities", "dominant", "multihot", "uncertainty", "embeddings", "clusters")
@@ -158,6 +157,7 @@ class EngineModel:
         self.level = inputs.get("s2", {}).get("level")
         self.reference = model  # unfused, for the sliding-window reference
         self.encoders = {}
+        self.row_inputs = device.type == "cpu" and not compile  # StripEncoders take RowSources
         for m, enc in model.encoders.items():
             e = fold_batchnorm(enc).to(device)
             if device.type == "cpu":
@@ -181,8 +181,13 @@ class EngineModel:
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
     @torch.inference_mode()
-    def encode(self, m: str, x: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] normalised -> feature map [B, D, H/16, W/16] (float32)."""
+    def encode(self, m: str, x: Input) -> torch.Tensor:
+        """[B, C, H, W] normalised -> feature map [B, D, H/16, W/16] (float32). ``x`` may be a
+        ``RowSource`` that makes prepared rows: the strip encoders take it as it is."""
+        if not isinstance(x, torch.Tensor):
+            if self.row_inputs:
+                return self.encoders[m](x)
+            x = x.rows(0, x.shape[2])
         x = self.prepare(x)
         if self.autocast:
             with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
@@ -312,25 +317,40 @@ def _sliding_features(em: EngineModel, m: str, x: np.ndarray, blk: W.Block, stri
 
 
 @dataclass
+class _StoredRows:
+    """A dense block's input kept in its stored integer type and made into the normalised
+    float32 input a range of rows at a time, when the strip encoder asks for them
+    (``strips.RowSource``): the float copy of the whole block (227 MB for 12 bands at 2176²)
+    never exists, and each strip's copy is reused from the heap by the next."""
+
+    raw: np.ndarray              # stored values [C, H, W] (channels-last memory)
+    invalid: torch.Tensor        # bool [H, W]
+    inp: _Input
+    layout: Callable[[torch.Tensor], torch.Tensor]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (1, *self.raw.shape)
+
+    def rows(self, a: int, b: int) -> torch.Tensor:
+        t = torch.from_numpy(self.raw[:, a:b])
+        x = torch.empty_like(t, dtype=torch.float32).copy_(t)  # keeps the channels-last strides
+        return self.layout(normalize_(x, self.inp.modality, self.invalid[a:b], self.inp.mean, self.inp.std)[None])
+
+
+@dataclass
 class _BlockInput:
     """One modality of a block, ready for the encoder, and the output cells it covers."""
 
     modality: str
-    # normalised [C, Hr, Wr] (sliding) or prepared [1, C, Hr, Wr] (dense); or a function that
-    # makes it from the values in their stored type, called when the encoder is about to run
-    values: torch.Tensor | Callable[[], torch.Tensor] | None
+    # normalised [C, Hr, Wr] (sliding) or prepared [1, C, Hr, Wr] (dense); or the values in
+    # their stored type, made into that strip by strip as the encoder runs
+    values: torch.Tensor | _StoredRows | None
     present: np.ndarray          # bool [rows, cols]
 
     def tensor(self) -> torch.Tensor:
-        return self.values() if callable(self.values) else self.values
-
-
-def _to_float(raw: np.ndarray, invalid: torch.Tensor, inp: _Input,
-              layout: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Stored integer values -> the normalised float32 input, in the same memory layout."""
-    t = torch.from_numpy(raw)
-    x = torch.empty_like(t, dtype=torch.float32).copy_(t)
-    return layout(normalize_(x, inp.modality, invalid, inp.mean, inp.std)[None])
+        v = self.values
+        return v.rows(0, v.shape[2]) if isinstance(v, _StoredRows) else v
 
 
 def _block_buffers(inputs: list[_Input], blk: W.Block, dense: bool) -> list[np.ndarray]:
@@ -369,7 +389,7 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
         x = None
         if bool(valid.any()) if whole_window else present.any():
             if stored:
-                x = functools.partial(_to_float, raw, ~valid, inp, layout)
+                x = _StoredRows(raw, ~valid, inp, layout)
             else:
                 x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
                 if layout is not None:
@@ -389,7 +409,7 @@ def _encode_block(em: EngineModel, data: list[_BlockInput], past_peak: Callable[
     for d in data:
         out[d.modality] = None
         if d.values is not None:
-            x, d.values = d.tensor(), None  # stored values are dropped once the float input exists
+            x, d.values = d.values, None
             out[d.modality] = em.encode(d.modality, x)[0].float()
             del x  # free the block's input before the next modality's encoder runs
         past_peak()

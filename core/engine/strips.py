@@ -7,13 +7,35 @@ are alive at once, the largest part of a block's memory. Their receptive field i
 that covers the receptive field and cropped back: the result is the same feature map as one
 pass over the whole block (the same convolutions over the same pixels; zero padding only at
 the block's own edges), assembled into one tensor that the later stages take as usual.
+
+The input may also be a ``RowSource``, which makes each strip's rows when they are needed:
+the engine's 16-bit optical block is then converted to normalised float32 strip by strip
+and the float copy of the whole block (227 MB at 2176² x 12 bands) never exists.
 """
 from __future__ import annotations
 
 import math
+from typing import Protocol, Union
 
 import torch
 from torch import nn
+
+
+class RowSource(Protocol):
+    """An encoder input [1, C, H, W] made on demand, a range of rows at a time."""
+
+    shape: tuple[int, int, int, int]
+
+    def rows(self, a: int, b: int) -> torch.Tensor:
+        """Rows [a, b) as the encoder takes them: [1, C, b - a, W]."""
+
+
+Input = Union[torch.Tensor, RowSource]
+
+
+def rows_of(x: Input, a: int, b: int) -> torch.Tensor:
+    """Rows [a, b) of a tensor or a ``RowSource``."""
+    return x[:, :, a:b] if isinstance(x, torch.Tensor) else x.rows(a, b)
 
 
 def receptive_margin(modules: list[nn.Module]) -> tuple[int, int]:
@@ -52,21 +74,23 @@ class StripEncoder(nn.Module):
         self.margin = math.ceil(margin / self.head_stride) * self.head_stride  # whole output rows
         self.strip_rows = max(self.head_stride, strip_rows // self.head_stride * self.head_stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Input) -> torch.Tensor:
         h = x.shape[2]
         if h <= self.strip_rows * 3 // 2:
-            return self.tail(self.head(x))
+            return self.tail(self.head(rows_of(x, 0, h)))
         s, m = self.head_stride, self.margin
         out = None
         for r0 in range(0, h, self.strip_rows):
             r1 = min(h, r0 + self.strip_rows)
             a, b = max(0, r0 - m), min(h, r1 + m)
-            y = self.head(x[:, :, a:b])
+            xs = rows_of(x, a, b)
+            fmt = torch.channels_last if xs.is_contiguous(memory_format=torch.channels_last) \
+                else torch.contiguous_format
+            y = self.head(xs)
+            del xs
             top = (r0 - a) // s
             rows = -(-(r1 - r0) // s) if r1 == h else (r1 - r0) // s
             if out is None:
-                fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
-                    else torch.contiguous_format
                 out = torch.empty((y.shape[0], y.shape[1], -(-h // s), y.shape[3]), dtype=y.dtype,
                                   device=y.device, memory_format=fmt)
             out[:, :, r0 // s: r0 // s + rows] = y[:, :, top: top + rows]

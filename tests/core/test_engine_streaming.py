@@ -119,9 +119,17 @@ def test_heap_reuse_and_prefetch_change_no_output(tmp_path, monkeypatch):
     np.testing.assert_array_equal(with_reuse, without)
 
 
-def test_outputs_do_not_depend_on_the_stored_type(tmp_path):
-    """A uint16 optical raster (read in its stored type, converted when its encoder runs) and the
-    same values as float32 (read as float) give the same probabilities."""
+def test_outputs_do_not_depend_on_the_stored_type(tmp_path, monkeypatch):
+    """A uint16 optical raster (read in its stored type, converted strip by strip as its encoder
+    runs: 64-row strips here, so each block is several) and the same values as float32 (read
+    as float) give the same probabilities."""
+    import functools
+
+    from core.engine.strips import strip_encoder
+    monkeypatch.setattr(infer, "strip_encoder", functools.partial(strip_encoder, strip_rows=64))
+    asked = []
+    rows = infer._StoredRows.rows
+    monkeypatch.setattr(infer._StoredRows, "rows", lambda self, a, b: asked.append(b - a) or rows(self, a, b))
     s2 = _raster(tmp_path / "s2.tif", "s2", 300, 260, _tf(), nodata=0,
                  fill=lambda a: a.__setitem__((slice(None), slice(0, 40), slice(0, 70)), 0))
     with rasterio.open(s2) as src:
@@ -140,6 +148,7 @@ def test_outputs_do_not_depend_on_the_stored_type(tmp_path):
                                outputs={"probabilities": str(o / "p.tif")}, probability_dtype="float32"))
         with rasterio.open(o / "p.tif") as ds:
             outs[name] = ds.read()
+    assert asked and max(asked) < 128  # strips, never a whole 256-row read window
     np.testing.assert_array_equal(np.isnan(outs["u16"]), np.isnan(outs["f32"]))
     np.testing.assert_allclose(np.nan_to_num(outs["u16"]), np.nan_to_num(outs["f32"]), atol=1e-5)
     assert np.isnan(outs["u16"][:, 0, 0]).all() and np.isfinite(outs["u16"][:, -1, -1]).all()

@@ -52,3 +52,27 @@ def test_strips_through_a_strided_stage_with_a_shortcut():
     x = torch.randn(1, 3, 200, 48, dtype=torch.float64)
     with torch.inference_mode():
         torch.testing.assert_close(se(x), enc(x), rtol=1e-10, atol=1e-10)
+
+
+def test_a_row_source_is_asked_for_strips_only():
+    """An input given as a RowSource (the engine's 16-bit block, normalised on demand) gives the
+    same map as the whole tensor, and the encoder never asks it for more than one strip with
+    its margins: the float copy of the whole block never exists."""
+    torch.manual_seed(2)
+    enc = fold_batchnorm(ResNetEncoder(4, depth=18, width=8, stem_stride=2)).eval().double()
+    x = torch.randn(1, 4, 200, 40, dtype=torch.float64)
+
+    class Rows:
+        shape = tuple(x.shape)
+        asked: list[tuple[int, int]] = []
+
+        def rows(self, a, b):
+            self.asked.append((a, b))
+            return x[:, :, a:b].clone()
+
+    se = strip_encoder(enc, strip_rows=48)
+    src = Rows()
+    with torch.inference_mode():
+        torch.testing.assert_close(se(src), enc(x), rtol=1e-10, atol=1e-10)
+    assert src.asked[0][0] == 0 and src.asked[-1][1] == 200 and len(src.asked) == 5
+    assert max(b - a for a, b in src.asked) <= 48 + 2 * se.margin < 200
