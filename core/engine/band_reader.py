@@ -218,7 +218,7 @@ class BandReader:
             for i in arg:
                 m |= self.src.read_masks(i, window=win) == 0
             bad = torch.from_numpy(m)
-        return bad if bad is not None and bool(bad.any()) else None
+        return bad if bad is not None and bad.numpy().any() else None  # numpy's any: ~15x faster
 
     def close(self) -> None:
         if self.vrt is not None:

@@ -387,7 +387,7 @@ def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
             valid = torch.isfinite(a.sum(0))
         present = _cell_presence(valid, grid, blk, stride)
         x = None
-        if bool(valid.any()) if whole_window else present.any():
+        if valid.numpy().any() if whole_window else present.any():
             if stored:
                 x = _StoredRows(raw, ~valid, inp, layout)
             else:

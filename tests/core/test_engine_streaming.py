@@ -34,6 +34,23 @@ def test_in_place_normalisation_matches_the_reference():
     assert (got.numpy()[:, invalid] == 0).all()
 
 
+@pytest.mark.parametrize("edge", ["right", "bottom", "corner", "none"])
+def test_in_place_normalisation_at_scene_edges(edge):
+    """Invalid pixels only in a strip at the block's edge (outside the scene): they become 0 and
+    nothing else changes (normalize_ fills only the rows and columns that hold them)."""
+    a = np.random.default_rng(1).uniform(0, 5000, (3, 30, 20)).astype(np.float32)
+    invalid = np.zeros((30, 20), bool)
+    if edge in ("right", "corner"):
+        invalid[:, -2:] = True
+    if edge in ("bottom", "corner"):
+        invalid[-1:] = True
+    ref = a.copy()
+    ref[:, invalid] = np.nan
+    mean, std = [100.0, 200.0, 300.0], [10.0, 20.0, 30.0]
+    got = normalize_(torch.from_numpy(a.copy()), "s1", torch.from_numpy(invalid), mean, std)
+    np.testing.assert_array_equal(got.numpy(), normalize(ref, "s1", mean, std))
+
+
 def test_prefetch_reads_one_block_ahead_in_order():
     reads, seen = [], []
     lock = threading.Lock()
