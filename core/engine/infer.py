@@ -55,6 +55,7 @@ from .align import Grid, detect_level, guess_bands, map_bands, model_band_guess,
 from .band_reader import BandReader, on_grid
 from .disk_space import check_free_space
 from .feature_grid import FeatureAxis
+from .fused import fuse_pointwise
 from .grid_store import GridStore
 from .heap import release_freed, retained_heap
 from .strips import Input, strip_encoder
@@ -158,9 +159,11 @@ class EngineModel:
         self.reference = model  # unfused, for the sliding-window reference
         self.encoders = {}
         self.row_inputs = device.type == "cpu" and not compile  # StripEncoders take RowSources
+        self.fused = False  # convolution, residual sum and ReLU as one operation (fused.py)
         for m, enc in model.encoders.items():
             e = fold_batchnorm(enc).to(device)
             if device.type == "cpu":
+                e, self.fused = fuse_pointwise(e)
                 # stem + first stage strip by strip: same map, a third of the activation memory
                 e = strip_encoder(e.to(memory_format=torch.channels_last))
             if compile:
