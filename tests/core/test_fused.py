@@ -30,10 +30,12 @@ def test_fused_encoder_gives_the_same_feature_map(depth, stem):
     assert ok and f is not enc
     assert sum(isinstance(m, torch.nn.ReLU) for m in f.modules()) == 0  # every ReLU went into a convolution
     x = torch.randn(2, 5, 96, 80).contiguous(memory_format=torch.channels_last)
+    kept = x.clone()
     with torch.inference_mode():
         want = enc(x)
         tol = 1e-5 * float(want.abs().max())  # float32 rounding of another summation order
         torch.testing.assert_close(f(x), want, rtol=0, atol=tol)
+        assert torch.equal(x, kept)  # blocks sum into their own inputs, never into the caller's
         # as the engine runs it: strip by strip, with the same receptive margin
         head = [enc.conv1, enc.bn1, enc.relu, enc.maxpool, enc.layer1]
         fhead = [f.conv1, f.bn1, f.relu, f.maxpool, f.layer1]
@@ -44,7 +46,7 @@ def test_fused_encoder_gives_the_same_feature_map(depth, stem):
 def test_fusion_is_dropped_where_it_would_change_the_result(monkeypatch):
     """An operator that gives other values (or is missing) leaves the plain encoder in place."""
     enc = _encoder(18, 2)
-    monkeypatch.setattr(fused, "_conv_add_relu", lambda conv, x, other: torch.relu(conv(x)))  # no sum
+    monkeypatch.setattr(fused, "_conv_add_relu_into", lambda conv, x, other: torch.relu(conv(x)))  # no sum
     f, ok = fused.fuse_pointwise(enc)
     assert f is enc and not ok
 
