@@ -159,11 +159,11 @@ class EngineModel:
         self.reference = model  # unfused, for the sliding-window reference
         self.encoders = {}
         self.row_inputs = device.type == "cpu" and not compile  # StripEncoders take RowSources
-        self.fused = False  # convolution, residual sum and ReLU as one operation (fused.py)
+        self.fused: dict[str, bool] = {}  # per encoder: convolution, sum and ReLU as one operation (fused.py)
         for m, enc in model.encoders.items():
             e = fold_batchnorm(enc).to(device)
             if device.type == "cpu":
-                e, self.fused = fuse_pointwise(e)
+                e, self.fused[m] = fuse_pointwise(e)
                 # stem + first stage strip by strip: same map, a third of the activation memory
                 e = strip_encoder(e.to(memory_format=torch.channels_last))
             if compile:
