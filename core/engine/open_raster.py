@@ -5,7 +5,10 @@ GDAL's ``GTIFF_DIRECT_IO``: a window is then read from the file straight into th
 past GDAL's block cache. Through the cache, a pixel-interleaved file is split into per-band
 tiles and interleaved again: 5-7x slower for a block of 12 bands, and 10x for the SAR unit
 check's small windows (``tests/core/test_band_reader.py`` checks both paths give the same
-values). GDAL reads the option when it opens the file, and ignores it for compressed files.
+values). GDAL ignores it for compressed files; those are decoded on all cores instead
+(``GDAL_NUM_THREADS``: a block's tiles in parallel; 2176² x 12 bands of deflate-compressed
+512 px tiles 1.4-1.7 s -> 0.5-0.7 s on 2 cores, whole 4096² runs 1.12x faster). GDAL reads
+both options when it opens the file, so they are set only then.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import rasterio
 
 
 def open_for_blocks(path: str) -> rasterio.DatasetReader:
-    """``path`` opened for block reads (module docstring). The option is set only while the
+    """``path`` opened for block reads (module docstring). The options are set only while the
     file opens (and, outside the main thread, only for the calling thread)."""
-    with rasterio.Env(GTIFF_DIRECT_IO="YES"):
+    with rasterio.Env(GTIFF_DIRECT_IO="YES", GDAL_NUM_THREADS="ALL_CPUS"):
         return rasterio.open(path)
