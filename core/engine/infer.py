@@ -346,14 +346,10 @@ class _BlockInput:
     """One modality of a block, ready for the encoder, and the output cells it covers."""
 
     modality: str
-    # normalised [C, Hr, Wr] (sliding) or prepared [1, C, Hr, Wr] (dense); or the values in
-    # their stored type, made into that strip by strip as the encoder runs
+    # normalised [C, Hr, Wr] (sliding) or prepared [1, C, Hr, Wr] (dense); or, dense only, the
+    # values in their stored type, made into that strip by strip as the encoder runs
     values: torch.Tensor | _StoredRows | None
     present: np.ndarray          # bool [rows, cols]
-
-    def tensor(self) -> torch.Tensor:
-        v = self.values
-        return v.rows(0, v.shape[2]) if isinstance(v, _StoredRows) else v
 
 
 def _block_buffers(inputs: list[_Input], blk: W.Block, dense: bool) -> list[np.ndarray]:
@@ -427,7 +423,7 @@ def _sliding_block(em: EngineModel, data: list[_BlockInput], blk: W.Block, strid
         if d.values is None:
             feats[d.modality] = torch.zeros(blk.rows, blk.cols, em.dim, device=em.device)
         else:
-            x, d.values = d.tensor(), None
+            x, d.values = d.values, None  # a tensor: sliding mode reads floats (_read_block)
             feats[d.modality] = _sliding_features(em, d.modality, x.numpy(), blk, stride, batch, d.present)
     return feats
 

@@ -84,10 +84,11 @@ class StripEncoder(nn.Module):
             r1 = min(h, r0 + self.strip_rows)
             a, b = max(0, r0 - m), min(h, r1 + m)
             xs = rows_of(x, a, b)
-            fmt = torch.channels_last if xs.is_contiguous(memory_format=torch.channels_last) \
-                else torch.contiguous_format
+            if out is None:  # the assembled map takes the input's memory layout
+                fmt = torch.channels_last if xs.is_contiguous(memory_format=torch.channels_last) \
+                    else torch.contiguous_format
             y = self.head(xs)
-            del xs
+            del xs  # a strip made by a RowSource is freed before the map grows
             top = (r0 - a) // s
             rows = -(-(r1 - r0) // s) if r1 == h else (r1 - r0) // s
             if out is None:
