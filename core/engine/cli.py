@@ -75,6 +75,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="read blocks one at a time instead of one block ahead on a second thread: "
                         "about 0.5 GB less peak memory at 2048 px blocks, 5-25%% slower")
+    g.add_argument("--stage", default="auto", choices=["auto", "always", "never"],
+                   help="decode an input once into a temporary uncompressed GeoTIFF beside the outputs before "
+                        "the run, instead of block by block with halos: auto does it for JPEG 2000 (4x faster "
+                        "on Sentinel-2 band files), where the disk has room (default: auto)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -127,7 +131,7 @@ def cmd_scene(a: argparse.Namespace) -> int:
             device=a.device, batch_size=a.batch_size, threads=a.threads,
             probability_dtype=getattr(a, "probability_dtype", "uint8"), clusters=a.k,
             cluster_sample=a.cluster_sample, seed=a.seed, block_size=a.block_size, halo=a.halo,
-            optical_level=a.optical_level, compile=a.compile, prefetch=a.prefetch)
+            optical_level=a.optical_level, compile=a.compile, prefetch=a.prefetch, stage=a.stage)
         bar = None
         if not a.quiet:
             from tqdm import tqdm
@@ -145,6 +149,8 @@ def cmd_scene(a: argparse.Namespace) -> int:
                 bar.close()
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    for layer, why in res.staged.items():
+        print(f"the {layer} input ({why}) was decoded once into a temporary copy before the run")
     print(f"{res.mode} inference, {res.width} x {res.height} cells of {res.stride} px, {res.crs}, "
           f"{res.seconds:.1f} s")
     for k, p in res.outputs.items():

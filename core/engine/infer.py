@@ -58,6 +58,7 @@ from .feature_grid import FeatureAxis
 from .fused import fuse_pointwise
 from .grid_store import GridStore
 from .heap import release_freed, retained_heap
+from .staging import STAGE_MODES, mask_kind, remove_staged, slow_to_decode, source_window, stage, staged_bytes
 from .strips import Input, strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
@@ -97,6 +98,7 @@ class SceneRequest:
     optical_level: str = "auto"       # auto | L1C | L2A: what the optical input is (auto: from name/metadata)
     compile: bool = False             # torch.compile the encoders (pays on long runs)
     prefetch: bool = True             # read the next block while this one computes (about half a block more in RAM)
+    stage: str = "auto"               # auto | always | never: decode JPEG 2000 inputs once before the run (staging.py)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class SceneResult:
     seconds: float
     stride: int = 0
     blocks: int = 0
+    staged: dict[str, str] = field(default_factory=dict)  # input ("optical"/"SAR") -> why it was decoded once first
 
 
 # --------------------------------------------------------------------------- model
@@ -543,6 +546,23 @@ def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int,
             for k, sp in specs.items()] + stores
 
 
+def _staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any], grid: Grid,
+                  direct: dict[str, bool], tag: str) -> dict[str, tuple[Any, str, int, str]]:
+    """modality -> (source window, staged file, its bytes, why) of the inputs a run decodes
+    once before its blocks (``staging``): JPEG 2000 with ``auto``, every input with ``always``."""
+    plan = {}
+    for m, src in srcs.items():
+        why = None if req.stage == "never" else slow_to_decode(src.name)
+        if req.stage == "always":
+            why = why or "asked for"
+        if why and mask_kind(src, maps[m].indexes) is None:
+            why = None  # per-band masks, which a staged copy does not keep: read as it is
+        win = source_window(src, grid, direct[m]) if why else None
+        if win is not None:
+            plan[m] = (win, f"{tag}.{m}.staged.tif", staged_bytes(src, maps[m].indexes, win), why)
+    return plan
+
+
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(0)
@@ -560,6 +580,8 @@ def _check_request(req: SceneRequest) -> None:
         raise ValueError(f"unknown output kind(s) {bad}; choose from {', '.join(OUTPUT_KINDS)}")
     if req.mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {req.mode!r}")
+    if req.stage not in STAGE_MODES:
+        raise ValueError(f"stage must be one of {', '.join(STAGE_MODES)}, got {req.stage!r}")
     if req.sar_units not in ("auto", "db", "linear"):
         raise ValueError(f"sar_units must be auto, db or linear, got {req.sar_units!r}")
     if req.probability_dtype not in ("uint8", "float32"):
@@ -630,6 +652,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
     outs: dict[str, OutputRaster] = {}
     tmp_emb: OutputRaster | None = None
     stores: dict[str, GridStore] = {}  # dense mode's feature maps between its two passes
+    staged_files: list[str] = []  # inputs decoded once (staging.py), deleted when the run ends
     pool = ThreadPoolExecutor(1, thread_name_prefix="mosaic-read")
     try:
         maps = {}
@@ -660,12 +683,6 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         grid, native = reference_grid(primary, others, em.pixel_size, req.extent, req.extent_crs)
         if not native:
             warns.append(f"inputs resampled to a {em.pixel_size:g} m grid in {grid.crs.to_string()}")
-        for m, src in srcs.items():
-            mean, std = em.stats[m]
-            readers.append(_Input(m, src.name, BandReader(src.name, maps[m].indexes, grid, on_grid(src, grid),
-                                                          to_db=to_db and m == "s1"),
-                                  mean, std))
-
         mode = req.mode
         if mode == "auto":
             mode = "dense" if AUTO_DENSE else "sliding"
@@ -693,8 +710,20 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         specs = _output_specs(req, em, list(srcs), tags)
         store_bytes = [(tag, frows * fcols * em.dim * 4 * len(srcs)), (tag, out_h * out_w * len(srcs))] \
             if mode == "dense" else []
-        check_free_space(_disk_needs(req, specs, out_h * out_w, store_bytes),
-                         f"this {mode} run ({out_w} x {out_h} output cells)")
+        direct = {m: on_grid(src, grid) for m, src in srcs.items()}
+        to_stage = _staging_plan(req, srcs, maps, grid, direct, tag)
+        needs = _disk_needs(req, specs, out_h * out_w, store_bytes)
+        what = f"this {mode} run ({out_w} x {out_h} output cells)"
+        try:
+            check_free_space(needs + [(p, n) for _, (_, p, n, _) in to_stage.items()], what)
+        except ValueError:
+            if not to_stage or req.stage == "always":
+                raise
+            check_free_space(needs, what)
+            warns.append("not enough free disk space to decode the JPEG 2000 input(s) once into a temporary copy "
+                         f"({sum(n for _, _, n, _ in to_stage.values()) / 2**20:.0f} MB): read as they are, "
+                         "which is several times slower")
+            to_stage = {}
         for kind, path in req.outputs.items():
             if kind != "clusters":
                 outs[kind] = OutputRaster(path, kind, **specs[kind], **common)
@@ -708,8 +737,25 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         sample_keys = np.empty(0)
         sample = np.empty((0, n_emb), np.float32)
 
-        total_steps = nblocks * ((2 if mode == "dense" else 1) + (1 if want_clusters else 0))
+        total_steps = nblocks * ((2 if mode == "dense" else 1) + (1 if want_clusters else 0) + len(to_stage))
         step = 0
+        staged: dict[str, str] = {}
+        for m, (win, path, _, why) in to_stage.items():  # weighed as one pass over the blocks each
+            done = step
+            staged_files.append(path)
+            if not stage(srcs[m].name, maps[m].indexes, win, path,
+                         lambda f: progress((done + f * nblocks) / total_steps), is_cancelled):
+                raise Cancelled("cancelled")
+            staged["optical" if m == "s2" else "SAR"] = why
+            step += nblocks
+        for m, src in srcs.items():
+            mean, std = em.stats[m]
+            if m in to_stage:  # the staged copy holds the model's bands, in its order
+                path, idx = to_stage[m][1], list(range(1, len(maps[m].indexes) + 1))
+            else:
+                path, idx = src.name, maps[m].indexes
+            readers.append(_Input(m, path, BandReader(path, idx, grid, direct[m], to_db=to_db and m == "s1"),
+                                  mean, std))
 
         def finish_block(blk: W.Block, probs, emb, valid) -> None:
             """Write a block's outputs, sample its embeddings for K-means, report progress."""
@@ -830,9 +876,11 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
             r.reader.close()
         for s in srcs.values():
             s.close()
+        for f in staged_files:
+            remove_staged(f)
     progress(1.0)
     return SceneResult(written, grid.crs.to_string(), out_w, out_h, mode, warns, time.perf_counter() - t0,
-                       stride, nblocks)
+                       stride, nblocks, staged)
 
 
 def _write_block(outs: dict[str, OutputRaster], blk: W.Block, probs, emb, valid, K: int, pdtype: str) -> None:

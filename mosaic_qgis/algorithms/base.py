@@ -43,6 +43,7 @@ from ..styling import KIND_LABELS, Classes, new_run_group, place_in_group, save_
 ICON_PATH = Path(__file__).resolve().parents[2] / "resources" / "icons" / "mosaic.svg"
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 SAR_UNITS = ("auto", "db", "linear")
+STAGE = ("auto", "always", "never")
 MODES = ("auto", "dense", "sliding")
 
 
@@ -92,6 +93,7 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     THREADS = "THREADS"
     BLOCK_SIZE = "BLOCK_SIZE"
+    STAGE = "STAGE"
 
     # kind (SceneRequest.outputs key) -> output parameter key, set by subclasses.
     OUTPUTS: ClassVar[dict[str, str]] = {}
@@ -206,6 +208,14 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
                 defaultValue=2048, minValue=128, maxValue=16384,
             ),
             "Side of the blocks read and processed at once; bounds memory use. Cancel acts between blocks.",
+            advanced=True,
+        )
+        self._add(
+            QgsProcessingParameterEnum(self.STAGE, self.tr("Decode inputs once first"), options=list(STAGE),
+                                       defaultValue=0),
+            "auto: JPEG 2000 inputs (Sentinel-2 band files) are decoded once into a temporary uncompressed copy "
+            "beside the outputs before the run, about 4x faster than decoding them block by block, where the "
+            "disk has room; always: any input; never: read the inputs as they are.",
             advanced=True,
         )
 
@@ -351,6 +361,7 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
             block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
+            stage=STAGE[self.parameterAsEnum(parameters, self.STAGE, context)],
             **self.request_options(parameters, context),
         )
         feedback.pushInfo(f"Model {info.name}; outputs: {', '.join(outputs)}")
@@ -370,6 +381,8 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(e)) from None
         for warning in result.warnings:
             feedback.pushWarning(warning)
+        for layer, why in result.staged.items():
+            feedback.pushInfo(f"The {layer} input ({why}) was decoded once into a temporary copy before the run")
         feedback.pushInfo(
             f"{result.width} x {result.height} pixels ({result.crs}), {result.mode} evaluation, {result.seconds:.1f} s"
         )

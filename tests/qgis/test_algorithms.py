@@ -14,6 +14,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsProcessingContext,
+    QgsProcessingParameterDefinition,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProject,
@@ -205,3 +206,26 @@ def test_wgs84_extent_limits_the_output(mosaic_plugin, sample_layers, project, t
     ).transformBoundingBox(s2.extent())
     assert layer.extent().width() < 0.6 * half.width()
     del layer
+
+
+def test_jp2_band_files_are_decoded_once_and_the_log_says_so(mosaic_plugin, project, tmp_path) -> None:
+    """A VRT of the real USA L1C JPEG 2000 band files: staged by default, read as is with 'never'."""
+    from mosaic.core.engine.align import build_band_vrt
+
+    bands = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "data" / "s2-l1c-usa").glob("s2_B*.jp2"))
+    vrt = build_band_vrt(bands, str(tmp_path / "usa.vrt"))
+    alg = QgsApplication.processingRegistry().algorithmById("mosaic:classify")
+    stage = alg.parameterDefinition("STAGE")
+    assert stage.options() == ["auto", "always", "never"] and stage.defaultValue() == 0
+    assert stage.flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    usa = "B01,B02,B03,B04,B05,B06,B07,B08,B09,-,B11,B12,B8A"
+    logs = {}
+    for option in (0, 2):
+        feedback = QgsProcessingFeedback()
+        out = tmp_path / f"d{option}.tif"
+        processing.run("mosaic:classify", {"OPTICAL": vrt, "OPTICAL_BANDS": usa, "STAGE": option, "STRIDE": 16,
+                                           "DOMINANT": str(out), "PROBABILITIES": None}, feedback=feedback)
+        logs[option] = feedback.textLog()
+        assert out.is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert "optical input (JPEG 2000 band files) was decoded once" in logs[0]
+    assert "decoded once" not in logs[2]

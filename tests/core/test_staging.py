@@ -1,0 +1,183 @@
+"""Decoding JPEG 2000 inputs once before a run (core/engine/staging.py): the outputs are those
+of reading the input as it is, the temporary copy never outlives the run, and a short disk or a
+cancel is handled."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from core.data.bands import S2_BANDS
+from core.engine import Cancelled, SceneRequest, infer, run_scene
+from core.engine.align import Grid, build_band_vrt
+from core.engine.staging import mask_kind, slow_to_decode, source_window, stage
+
+from .test_engine_edges import MODEL, _raster, _tf
+from .test_engine_scenes import USA
+
+USA_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "-", "B11", "B12", "B8A"]
+
+
+def _jp2(tif: str, out: Path) -> str:
+    """A lossless JPEG 2000 copy of ``tif``, in 64 px tiles."""
+    from osgeo import gdal
+
+    ds = gdal.Translate(str(out), tif, format="JP2OpenJPEG",
+                        creationOptions=["REVERSIBLE=YES", "QUALITY=100", "BLOCKXSIZE=64", "BLOCKYSIZE=64"])
+    assert ds is not None
+    ds = None
+    return str(out)
+
+
+def _read_all(res) -> dict[str, np.ndarray]:
+    out = {}
+    for kind, path in res.outputs.items():
+        with rasterio.open(path) as ds:
+            out[kind] = ds.read()
+    return out
+
+
+def _hidden(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_jpeg2000_inputs_are_told_apart(tmp_path):
+    assert slow_to_decode(USA[1]) == "JPEG 2000"
+    assert slow_to_decode(build_band_vrt(USA, str(tmp_path / "usa.vrt"))) == "JPEG 2000 band files"
+    tif = _raster(tmp_path / "s2.tif", "s2", 32, 32, _tf())
+    assert slow_to_decode(tif) is None
+    assert slow_to_decode(build_band_vrt([tif], str(tmp_path / "tif.vrt"))) is None
+
+
+def test_real_jp2_bands_staged_give_the_same_outputs(tmp_path):
+    """USA L1C: 13 JPEG 2000 band files at 10/20/60 m in a VRT, decoded once or block by block."""
+    vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
+    runs = {}
+    for mode in ("auto", "never"):
+        out = tmp_path / mode
+        out.mkdir()
+        runs[mode] = run_scene(SceneRequest(
+            model=MODEL, optical=vrt, optical_bands=USA_BANDS, stage=mode, stride=16, block_size=128,
+            probability_dtype="float32", outputs={k: str(out / f"{k}.tif") for k in ("probabilities", "dominant")}))
+        assert _hidden(out) == []  # the staged copy and the feature stores are gone
+    assert runs["auto"].staged == {"optical": "JPEG 2000 band files"} and runs["never"].staged == {}
+    a, b = _read_all(runs["auto"]), _read_all(runs["never"])
+    assert np.isfinite(a["probabilities"]).all()
+    for kind in a:
+        np.testing.assert_array_equal(a[kind], b[kind])
+
+
+def test_warped_jp2_with_an_extent_stages_only_what_it_reads(tmp_path, monkeypatch):
+    """A geographic JPEG 2000 input is warped onto a UTM grid from its staged crop: the crop
+    (the extent plus the resampling margin) gives the outputs of the whole file."""
+    tf = Affine(0.0001, 0, 15.0, 0, -0.0001, 45.2)  # ~8 x 11 m pixels
+    tif = _raster(tmp_path / "geo.tif", "s2", 240, 200, tf, crs="EPSG:4326", seed=3)
+    jp2 = _jp2(tif, tmp_path / "geo.jp2")
+    extent = (15.004, 45.184, 15.018, 45.196)
+    windows = []
+    real_stage = infer.stage
+    monkeypatch.setattr(infer, "stage", lambda p, idx, win, *a: windows.append(win) or real_stage(p, idx, win, *a))
+    runs = {}
+    for mode in ("auto", "never"):
+        out = tmp_path / mode
+        out.mkdir()
+        runs[mode] = run_scene(SceneRequest(
+            model=MODEL, optical=jp2, optical_bands=list(S2_BANDS), stage=mode, stride=16, extent=extent,
+            extent_crs="EPSG:4326", probability_dtype="float32", outputs={"probabilities": str(out / "p.tif")}))
+        assert _hidden(out) == []
+    assert runs["auto"].staged == {"optical": "JPEG 2000"}
+    (win,) = windows
+    assert 0 < win.width < 240 and 0 < win.height < 200  # a crop, not the whole file
+    a, b = _read_all(runs["auto"])["probabilities"], _read_all(runs["never"])["probabilities"]
+    assert np.isfinite(a).any()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_stage_copies_the_chosen_bands_over_the_window(tmp_path):
+    tif = _raster(tmp_path / "s2.tif", "s2", 96, 80, _tf(), nodata=0)
+    out = tmp_path / "staged.tif"
+    win = Window(10, 20, 50, 40)
+    assert stage(tif, [3, 1], win, str(out))
+    with rasterio.open(tif) as src, rasterio.open(out) as st:
+        np.testing.assert_array_equal(st.read(), src.read([3, 1], window=win))
+        assert st.transform == src.window_transform(win) and st.crs == src.crs
+        assert st.nodata == 0 and st.dtypes == ("uint16", "uint16")
+        assert st.profile["tiled"] and st.interleaving.name == "band" and st.compression is None
+    with rasterio.open(tif) as src:  # the grid's own pixels when on the grid, clipped to the file
+        grid = Grid(src.crs, src.transform * Affine.translation(-5, 30), 40, 70)
+        assert source_window(src, grid, True) == Window(0, 30, 35, 50)
+
+
+def test_a_dataset_mask_is_kept(tmp_path):
+    """An internal mask (one for all bands) is copied; the engine then finds the same no-data."""
+    tif = tmp_path / "masked.tif"
+    a = np.arange(3 * 40 * 50, dtype="uint16").reshape(3, 40, 50) + 1
+    with rasterio.open(tif, "w", driver="GTiff", width=50, height=40, count=3, dtype="uint16", crs="EPSG:32633",
+                       transform=_tf()) as ds:
+        ds.write(a)
+        mask = np.full((40, 50), 255, np.uint8)
+        mask[5:15, 10:30] = 0
+        ds.write_mask(mask)
+    with rasterio.open(tif) as src:
+        assert mask_kind(src, [1, 2]) == "dataset"
+    assert stage(str(tif), [2, 1], Window(5, 2, 40, 30), str(tmp_path / "st.tif"))
+    with rasterio.open(tmp_path / "st.tif") as st:
+        assert mask_kind(st, [1, 2]) == "dataset"
+        np.testing.assert_array_equal(st.read_masks(1), mask[2:32, 5:45])
+        np.testing.assert_array_equal(st.read(), a[[1, 0], 2:32, 5:45])
+    with rasterio.open(_raster(tmp_path / "nd.tif", "s2", 16, 16, _tf(), nodata=0)) as src:
+        assert mask_kind(src, list(range(1, 13))) == "values"
+
+
+def test_a_cancel_while_staging_leaves_nothing(tmp_path):
+    vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = []
+    with pytest.raises(Cancelled):
+        run_scene(SceneRequest(model=MODEL, optical=vrt, optical_bands=USA_BANDS, stage="always",
+                               outputs={"dominant": str(out / "d.tif")}),
+                  progress=seen.append, is_cancelled=lambda: len(seen) > 1)
+    assert list(out.iterdir()) == []
+
+
+def test_short_disk_reads_as_is_or_stops(tmp_path, monkeypatch):
+    """Without room for the staged copy, auto reads the input as it is (and says so); always stops."""
+    vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
+    monkeypatch.setattr(infer, "staged_bytes", lambda *a: 1 << 60)
+    res = run_scene(SceneRequest(model=MODEL, optical=vrt, optical_bands=USA_BANDS,
+                                 outputs={"dominant": str(tmp_path / "d.tif")}))
+    assert res.staged == {} and any("temporary copy" in w for w in res.warnings)
+    with pytest.raises(ValueError, match="not enough free disk space"):
+        run_scene(SceneRequest(model=MODEL, optical=vrt, optical_bands=USA_BANDS, stage="always",
+                               outputs={"dominant": str(tmp_path / "e.tif")}))
+    assert not (tmp_path / "e.tif").exists()
+
+
+def test_bad_stage_option_and_unreadable_input(tmp_path):
+    tif = _raster(tmp_path / "s2.tif", "s2", 32, 32, _tf())
+    with pytest.raises(ValueError, match="stage must be one of auto, always, never"):
+        run_scene(SceneRequest(model=MODEL, optical=tif, stage="sometimes", outputs={"dominant": str(tmp_path / "d.tif")}))
+    bad = tmp_path / "broken.jp2"
+    bad.write_bytes(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 64)
+    with pytest.raises(ValueError, match="broken.jp2"):
+        stage(str(bad), [1], Window(0, 0, 8, 8), str(tmp_path / "x.tif"))
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_cli_stages_jp2_band_files_and_says_so(tmp_path, capsys):
+    import argparse
+
+    from core.engine.cli import add_commands
+
+    p = argparse.ArgumentParser(prog="python -m core")
+    add_commands(p.add_subparsers(dest="command", required=True))
+    a = p.parse_args(["classify", "--optical", *USA, "--optical-bands", ",".join(USA_BANDS), "--quiet",
+                      "--dominant", str(tmp_path / "d.tif")])
+    assert a.stage == "auto" and a.func(a) == 0
+    assert "optical input (JPEG 2000 band files) was decoded once" in capsys.readouterr().out
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["d.tif"]
