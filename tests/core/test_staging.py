@@ -12,7 +12,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from core.data.bands import S2_BANDS
-from core.engine import Cancelled, SceneRequest, infer, run_scene
+from core.engine import Cancelled, SceneRequest, infer, run_scene, staging
 from core.engine.align import Grid, build_band_vrt
 from core.engine.staging import mask_kind, slow_to_decode, source_window, stage
 
@@ -53,8 +53,10 @@ def test_jpeg2000_inputs_are_told_apart(tmp_path):
     assert slow_to_decode(build_band_vrt([tif], str(tmp_path / "tif.vrt"))) is None
 
 
-def test_real_jp2_bands_staged_give_the_same_outputs(tmp_path):
-    """USA L1C: 13 JPEG 2000 band files at 10/20/60 m in a VRT, decoded once or block by block."""
+def test_real_jp2_bands_staged_give_the_same_outputs(tmp_path, monkeypatch):
+    """USA L1C: 13 JPEG 2000 band files at 10/20/60 m in a VRT, decoded once (band by band, in
+    strips of 40 rows, so bilinear resampling crosses strip edges) or block by block."""
+    monkeypatch.setattr(staging, "STRIP_ROWS", 40)
     vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
     runs = {}
     for mode in ("auto", "never"):
@@ -112,12 +114,14 @@ def test_stage_copies_the_chosen_bands_over_the_window(tmp_path):
         assert source_window(src, grid, True) == Window(0, 30, 35, 50)
 
 
-def test_a_dataset_mask_is_kept(tmp_path):
-    """An internal mask (one for all bands) is copied; the engine then finds the same no-data."""
+def test_a_dataset_mask_is_kept(tmp_path, monkeypatch):
+    """An internal mask (one for all bands) is copied with the bands of a pixel-interleaved file,
+    window by window along its 16 px tiles (the window does not start on a tile)."""
+    monkeypatch.setattr(staging, "STRIP_ROWS", 16)
     tif = tmp_path / "masked.tif"
     a = np.arange(3 * 40 * 50, dtype="uint16").reshape(3, 40, 50) + 1
     with rasterio.open(tif, "w", driver="GTiff", width=50, height=40, count=3, dtype="uint16", crs="EPSG:32633",
-                       transform=_tf()) as ds:
+                       transform=_tf(), tiled=True, blockxsize=16, blockysize=16, interleave="pixel") as ds:
         ds.write(a)
         mask = np.full((40, 50), 255, np.uint8)
         mask[5:15, 10:30] = 0
