@@ -58,7 +58,7 @@ from .feature_grid import FeatureAxis
 from .fused import fuse_pointwise
 from .grid_store import GridStore
 from .heap import release_freed, retained_heap
-from .staging import STAGE_MODES, mask_kind, remove_staged, slow_to_decode, source_window, stage, staged_bytes
+from .staging import STAGE_MODES, remove_staged, slow_to_decode, source_window, stage, staged_bytes, why_not_exact
 from .strips import Input, strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
@@ -547,16 +547,21 @@ def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int,
 
 
 def _staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any], grid: Grid,
-                  direct: dict[str, bool], tag: str) -> dict[str, tuple[Any, str, int, str]]:
+                  direct: dict[str, bool], tag: str, warns: list[str]) -> dict[str, tuple[Any, str, int, str]]:
     """modality -> (source window, staged file, its bytes, why) of the inputs a run decodes
-    once before its blocks (``staging``): JPEG 2000 with ``auto``, every input with ``always``."""
+    once before its blocks (``staging``): JPEG 2000 with ``auto``, every input with ``always``;
+    an input a copy would not read the same as is read as it is (with a warning for ``always``)."""
     plan = {}
     for m, src in srcs.items():
         why = None if req.stage == "never" else slow_to_decode(src.name)
         if req.stage == "always":
             why = why or "asked for"
-        if why and mask_kind(src, maps[m].indexes) is None:
-            why = None  # per-band masks, which a staged copy does not keep: read as it is
+        problem = why_not_exact(src, maps[m].indexes, direct[m]) if why else None
+        if problem:
+            why = None
+            if req.stage == "always":
+                warns.append(f"the {'optical' if m == 's2' else 'SAR'} input is read as it is: a temporary copy "
+                             f"would not keep its {problem}")
         win = source_window(src, grid, direct[m]) if why else None
         if win is not None:
             plan[m] = (win, f"{tag}.{m}.staged.tif", staged_bytes(src, maps[m].indexes, win), why)
@@ -711,7 +716,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         store_bytes = [(tag, frows * fcols * em.dim * 4 * len(srcs)), (tag, out_h * out_w * len(srcs))] \
             if mode == "dense" else []
         direct = {m: on_grid(src, grid) for m, src in srcs.items()}
-        to_stage = _staging_plan(req, srcs, maps, grid, direct, tag)
+        to_stage = _staging_plan(req, srcs, maps, grid, direct, tag, warns)
         needs = _disk_needs(req, specs, out_h * out_w, store_bytes)
         what = f"this {mode} run ({out_w} x {out_h} output cells)"
         try:

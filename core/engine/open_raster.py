@@ -13,10 +13,26 @@ both options when it opens the file, so they are set only then.
 from __future__ import annotations
 
 import rasterio
+from rasterio.enums import MaskFlags
 
 
 def open_for_blocks(path: str) -> rasterio.DatasetReader:
     """``path`` opened for block reads (module docstring). The options are set only while the
-    file opens (and, outside the main thread, only for the calling thread)."""
+    file opens (and, outside the main thread, only for the calling thread).
+
+    A file with a mask of its own (internal or .msk) is decoded on one thread: GDAL 3.6's
+    multi-threaded decoding of a compressed, band-interleaved GeoTIFF's mask crashed the process
+    ("Bad value 2 for ExtraSamples", then a segmentation fault, in 3 runs of 3)."""
     with rasterio.Env(GTIFF_DIRECT_IO="YES", GDAL_NUM_THREADS="ALL_CPUS"):
+        src = rasterio.open(path)
+    if not has_own_mask(src):
+        return src
+    src.close()
+    with rasterio.Env(GTIFF_DIRECT_IO="YES"):
         return rasterio.open(path)
+
+
+def has_own_mask(src: rasterio.DatasetReader) -> bool:
+    """True when a band's no-data comes from a mask stored beside the values (internal, .msk,
+    alpha), not from a no-data value."""
+    return any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums)

@@ -5,11 +5,13 @@ Dense blocks are read with a halo, so the tiles along every block edge are decod
 holding them. For deflate GeoTIFFs that costs a few per cent; for JPEG 2000, Sentinel-2's own
 format, it dominates a run: a 4098² 12-band L1C scene stacked from JP2 band files (1024 px
 tiles, lossless) took 99-110 s against 16 s for the same bands as deflate GeoTIFFs.
-``stage`` copies the bands the model uses, over the part of the input the reference grid
-covers, into a band-interleaved uncompressed GeoTIFF that the engine then reads past GDAL's
-cache (``open_raster``), each tile decoded once, on all cores: that run takes 24-26 s
-(``benchmarks/jp2_staging.py``, 3.9-4.3x faster). The values are those a block read would
-have got, so the outputs do not change.
+``stage`` copies the bands the model uses (of an input on the reference grid, only the part
+the grid covers; a warped input whole) into a band-interleaved uncompressed GeoTIFF that the
+engine then reads past GDAL's cache (``open_raster``), each tile decoded once, on all cores:
+that run takes 24-26 s (``benchmarks/jp2_staging.py``, 3.9-4.3x faster). The values are those a block read would
+have got, so the outputs do not change; an input whose copy would not read the same
+(``why_not_exact``: bands of different types or no-data values, per-band masks, alpha) is
+read as it is.
 
 The staged file goes beside the outputs (hidden) and is deleted when the run ends. It takes
 bands x pixels x the type's size on disk (2.9 GB for a full 10980² tile, 12 bands of uint16);
@@ -19,15 +21,17 @@ from __future__ import annotations
 
 import math
 import os
+import traceback
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import rasterio
-from rasterio.warp import transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 
 from .align import Grid
+from .open_raster import has_own_mask
 
 STAGE_MODES = ("auto", "always", "never")
 JPEG2000_DRIVERS = {"JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG2000", "JP2MrSID", "JP2Lura"}
@@ -58,50 +62,64 @@ def slow_to_decode(path: str) -> str | None:
 
 def mask_kind(src: rasterio.DatasetReader, indexes: Sequence[int]) -> str | None:
     """How the bands ``indexes`` mark no-data, as far as a staged copy can keep it: "values"
-    (no mask, or no-data values, copied with the bands), "dataset" (one mask for all bands:
-    internal, .msk or alpha, copied as the copy's internal mask), None otherwise (per-band masks:
-    the input is read as it is)."""
+    (no mask, or no-data values, copied with the bands), "dataset" (one mask for all bands,
+    internal or .msk, copied as the copy's mask), None otherwise (per-band masks, or an alpha
+    band, whose partial values a warp would weigh: the input is read as it is)."""
     from rasterio.enums import MaskFlags
 
     flags = [src.mask_flag_enums[i - 1] for i in indexes]
     if all(f == [MaskFlags.all_valid] or f == [MaskFlags.nodata] for f in flags):
         return "values"
-    if all(MaskFlags.per_dataset in f for f in flags):
+    if all(MaskFlags.per_dataset in f and MaskFlags.alpha not in f for f in flags):
         return "dataset"
     return None
+
+
+def why_not_exact(src: rasterio.DatasetReader, indexes: Sequence[int], direct: bool) -> str | None:
+    """Why a staged copy of bands ``indexes`` would not read as ``src`` does (a GeoTIFF has one
+    type and one no-data value for all its bands, and the warper takes ``src``'s first band's
+    no-data for all), None when it would."""
+    if mask_kind(src, indexes) is None:
+        return "per-band masks or an alpha band"
+    if len({src.dtypes[i - 1] for i in indexes}) > 1:
+        return "bands of different data types"
+    nodata = {_key(src.nodatavals[i - 1]) for i in indexes}
+    if len(nodata) > 1:
+        return "bands with different no-data values"
+    if not direct and nodata != {_key(src.nodata)}:
+        return "a no-data value that differs from the first band's"
+    return None
+
+
+def _key(v: float | None) -> object:
+    """A no-data value as a set member (NaN equal to NaN)."""
+    return "nan" if v is not None and math.isnan(v) else v
 
 
 def source_window(src: rasterio.DatasetReader, grid: Grid, direct: bool) -> Window | None:
     """The part of ``src`` that reads on ``grid`` use, in whole pixels, clipped to ``src``;
     None where they do not overlap. ``direct``: ``src`` is on the grid (``band_reader.on_grid``),
-    so exactly the grid's pixels; else the grid's bounds in ``src``'s CRS with a margin for
-    the resampling kernel (scaled where the grid's pixels are larger than the source's)."""
-    if direct:
-        inv = ~src.transform
-        c0, r0 = inv * (grid.transform.c, grid.transform.f)
-        c0, r0 = int(round(c0)), int(round(r0))
-        win = Window(c0, r0, grid.width, grid.height)
-    else:
-        left, top = grid.transform * (0, 0)
-        right, bottom = grid.transform * (grid.width, grid.height)
-        b = transform_bounds(grid.crs, src.crs, min(left, right), min(top, bottom), max(left, right),
-                             max(top, bottom), densify_pts=21)
-        w = from_bounds(*b, transform=src.transform)
-        scale = max(1.0, w.width / grid.width, w.height / grid.height)  # source pixels per grid pixel
-        m = 8 * math.ceil(scale)
-        c0, r0 = math.floor(w.col_off) - m, math.floor(w.row_off) - m
-        win = Window(c0, r0, math.ceil(w.col_off + w.width) + m - c0, math.ceil(w.row_off + w.height) + m - r0)
-    col0, row0 = max(0, int(win.col_off)), max(0, int(win.row_off))
-    col1, row1 = min(src.width, int(win.col_off + win.width)), min(src.height, int(win.row_off + win.height))
+    so exactly the grid's pixels. Otherwise the whole input: GDAL's warper sizes its kernel from
+    the source window it reads, so a crop changes warped values near the crop's and the grid's
+    edges (a margin of 8 source pixels was not enough where the grid reaches past the input)."""
+    if not direct:
+        return Window(0, 0, src.width, src.height)
+    inv = ~src.transform
+    c0, r0 = inv * (grid.transform.c, grid.transform.f)
+    c0, r0 = int(round(c0)), int(round(r0))
+    col0, row0 = max(0, c0), max(0, r0)
+    col1, row1 = min(src.width, c0 + grid.width), min(src.height, r0 + grid.height)
     if col0 >= col1 or row0 >= row1:
         return None
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
 def staged_bytes(src: rasterio.DatasetReader, indexes: Sequence[int], win: Window) -> int:
-    """Size on disk of ``stage``'s file (uncompressed) with a margin for its header."""
-    item = max(np.dtype(src.dtypes[i - 1]).itemsize for i in indexes)
-    return int(win.width) * int(win.height) * len(indexes) * item + HEADER_BYTES
+    """Size on disk of ``stage``'s file: whole tiles, uncompressed, its mask and header."""
+    w, h = -(-int(win.width) // TILE) * TILE, -(-int(win.height) // TILE) * TILE
+    item = np.dtype(src.dtypes[indexes[0] - 1]).itemsize
+    mask = w * h if mask_kind(src, indexes) == "dataset" else 0
+    return w * h * len(indexes) * item + mask + HEADER_BYTES
 
 
 def stage(path: str, indexes: Sequence[int], win: Window, out: str,
@@ -119,14 +137,15 @@ def stage(path: str, indexes: Sequence[int], win: Window, out: str,
     from osgeo import gdal
 
     previous = gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None)
-    gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", "ALL_CPUS")  # a read's tiles decoded on all cores
     dst = None
     try:
         src = _open(path)
         with rasterio.open(path) as r:
-            masks = mask_kind(r, indexes)
-        if masks is None:
-            raise RuntimeError("its bands have masks of their own, which a staged copy does not keep")
+            masks, problem, own_mask = mask_kind(r, indexes), why_not_exact(r, indexes, True), has_own_mask(r)
+        if problem:
+            raise RuntimeError(f"a copy would not keep its {problem}")
+        # a read's tiles decoded on all cores; a mask of its own on one (open_raster.py)
+        gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", "1" if own_mask else "ALL_CPUS")
         dst = _create_like(src, indexes, win, out)
         if masks == "dataset":
             dst.CreateMaskBand(gdal.GMF_PER_DATASET)
@@ -135,15 +154,23 @@ def stage(path: str, indexes: Sequence[int], win: Window, out: str,
         src = None
         done = copy(path, dst, list(indexes), win, masks == "dataset", progress or (lambda f: None),
                     is_cancelled or (lambda: False))
+        gdal.ErrorReset()
         dst.FlushCache()
-        dst = None
+        dst = None  # closes the file: a failed write of its last tiles is posted as an error
+        if gdal.GetLastErrorType() >= gdal.CE_Failure:
+            raise RuntimeError(gdal.GetLastErrorMsg())
         if not done:
             remove_staged(out)
         return done
-    except RuntimeError as e:  # raised by GDAL under gdal.UseExceptions(), or above from its message
+    except BaseException as e:
+        # the frames of the copy hold the output open: clear them, so that it closes and goes
+        traceback.clear_frames(e.__traceback__)
         dst = None
         remove_staged(out)
-        raise ValueError(f"could not decode {path} into a temporary copy: {e}") from None
+        if isinstance(e, RuntimeError):  # GDAL's, under gdal.UseExceptions(), or ours from its message
+            raise ValueError(f"could not decode {path} into a temporary copy: "
+                             f"{e or 'GDAL gave no reason (a damaged file?)'}") from None
+        raise
     finally:
         gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", previous)
 
@@ -157,20 +184,26 @@ def _by_bands(path: str, dst, indexes: list[int], win: Window, mask: bool,
     both caches filled up to GDAL_CACHEMAX; 2048 px windows of all bands with the input
     reopened after each row of them: 183 s, a 20 m band's tile row decoded again for the 1 px
     row that bilinear resampling takes across each strip edge)."""
+    from osgeo import gdal
+
     x0, y0, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
-    n = len(indexes) + mask
+    n, done = len(indexes) + mask, 0
     for k, i in enumerate(indexes):
         src = _open(path)
         a, b = src.GetRasterBand(i), dst.GetRasterBand(k + 1)
         jobs = [(a, b)] + ([(a.GetMaskBand(), b.GetMaskBand())] if mask and k == 0 else [])
-        for j, (bi, bo) in enumerate(jobs):
+        for bi, bo in jobs:
             for r in range(0, h, STRIP_ROWS):
                 if is_cancelled():
                     return False
                 rows = min(STRIP_ROWS, h - r)
                 _copy(bi, bo, x0, y0 + r, w, rows, 0, r)
+                gdal.ErrorReset()
                 bo.FlushCache()  # the strip's tiles go to the file, not into the cache
-                progress((k + j + (r + rows) / h) / n)
+                if gdal.GetLastErrorType() >= gdal.CE_Failure:
+                    raise RuntimeError(gdal.GetLastErrorMsg())
+                progress((done + (r + rows) / h) / n)
+            done += 1
     return True
 
 
@@ -184,7 +217,10 @@ def _by_windows(path: str, dst, indexes: list[int], win: Window, mask: bool,
     x0, y0, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
     src = _open(path)
     bx, by = src.GetRasterBand(indexes[0]).GetBlockSize()
-    sx, sy = bx * max(1, round(STRIP_ROWS / bx)), by * max(1, round(STRIP_ROWS / by))
+    # whole tiles, about STRIP_ROWS a side; STRIP_ROWS where a tile is much larger (a file in one
+    # tile or strip is then decoded per window, but never held whole)
+    sx = bx * max(1, round(STRIP_ROWS / bx)) if bx <= 2 * STRIP_ROWS else STRIP_ROWS
+    sy = by * max(1, round(STRIP_ROWS / by)) if by <= 2 * STRIP_ROWS else STRIP_ROWS
     cols = [x0, *range((x0 // sx + 1) * sx, x0 + w, sx), x0 + w]  # cut where the input's tiles start
     rows = [y0, *range((y0 // sy + 1) * sy, y0 + h, sy), y0 + h]
     item = gdal.GetDataTypeSize(src.GetRasterBand(indexes[0]).DataType) // 8
@@ -198,12 +234,17 @@ def _by_windows(path: str, dst, indexes: list[int], win: Window, mask: bool,
                                   buf_line_space=n * item * (cb - ca), buf_band_space=item)
             if data is None:
                 raise RuntimeError(gdal.GetLastErrorMsg())
-            dst.WriteRaster(ca - x0, ra - y0, cb - ca, rb - ra, data, band_list=list(range(1, n + 1)),
-                            buf_pixel_space=n * item, buf_line_space=n * item * (cb - ca), buf_band_space=item)
+            err = dst.WriteRaster(ca - x0, ra - y0, cb - ca, rb - ra, data, band_list=list(range(1, n + 1)),
+                                  buf_pixel_space=n * item, buf_line_space=n * item * (cb - ca), buf_band_space=item)
+            if err:
+                raise RuntimeError(gdal.GetLastErrorMsg())
             if mask:
                 _copy(src.GetRasterBand(indexes[0]).GetMaskBand(), dst.GetRasterBand(1).GetMaskBand(),
                       ca, ra, cb - ca, rb - ra, ca - x0, ra - y0)
+            gdal.ErrorReset()
             dst.FlushCache()
+            if gdal.GetLastErrorType() >= gdal.CE_Failure:  # the window's tiles could not be written
+                raise RuntimeError(gdal.GetLastErrorMsg())
             progress(((ra - y0) * w + (cb - x0) * (rb - ra)) / (w * h))
     return True
 
@@ -215,7 +256,8 @@ def _copy(src_band, dst_band, x: int, y: int, w: int, h: int, dx: int, dy: int) 
     data = src_band.ReadRaster(x, y, w, h)
     if data is None:
         raise RuntimeError(gdal.GetLastErrorMsg())
-    dst_band.WriteRaster(dx, dy, w, h, data)
+    if dst_band.WriteRaster(dx, dy, w, h, data):
+        raise RuntimeError(gdal.GetLastErrorMsg())
 
 
 def _open(path: str):
@@ -259,3 +301,5 @@ def remove_staged(out: str) -> None:
             os.remove(p)
         except FileNotFoundError:
             pass
+        except OSError as e:  # still open elsewhere (Windows) or read-only: the other files still go
+            warnings.warn(f"could not delete the temporary copy {p}: {e}", stacklevel=2)

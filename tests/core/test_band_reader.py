@@ -293,3 +293,38 @@ def test_uncompressed_files_are_read_past_gdal_cache(tmp_path, monkeypatch, tile
         observable = gdal.GetCacheUsed() - before >= a[0].nbytes
     if observable:
         assert used < 2**16, f"{used} bytes of tiles cached: the file was not read with direct I/O"
+
+
+CRASH_CHECK = r"""
+import sys
+import numpy as np, rasterio
+from rasterio.transform import Affine
+from core.engine.align import Grid
+from core.engine.band_reader import BandReader
+tf = Affine(10, 0, 500000, 0, -10, 5000000)
+path = sys.argv[1]
+with rasterio.open(path, "w", driver="GTiff", width=70, height=60, count=3, dtype="uint16", crs="EPSG:32633",
+                   transform=tf, tiled=True, blockxsize=16, blockysize=16, interleave="band", compress="deflate") as d:
+    d.write(np.arange(3 * 60 * 70, dtype="uint16").reshape(3, 60, 70) % 50 + 1)
+    m = np.full((60, 70), 255, np.uint8); m[10:20, 5:50] = 0; d.write_mask(m)
+g = Grid(rasterio.crs.CRS.from_epsg(32633), tf * Affine.translation(-7, 13), 90, 30)
+for _ in range(5):
+    a = BandReader(path, [3, 1], g, True).read(0, 0, 30, 90)
+print(int(np.isnan(a).sum()))
+"""
+
+
+def test_a_compressed_file_with_its_own_mask_reads_without_crashing(tmp_path):
+    """GDAL 3.6 crashed the process (segmentation fault) decoding a compressed band-interleaved
+    GeoTIFF's internal mask on several threads: such files are opened for one (open_raster.py).
+    Run in a child process, so that a crash fails this test instead of the suite."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", CRASH_CHECK, str(tmp_path / "masked.tif")], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # 7 columns and 13 rows of the grid lie outside the file; 10 x 45 masked pixels lie inside the read
+    assert int(res.stdout.split()[-1]) > 0

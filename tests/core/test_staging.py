@@ -14,7 +14,7 @@ from rasterio.windows import Window
 from core.data.bands import S2_BANDS
 from core.engine import Cancelled, SceneRequest, infer, run_scene, staging
 from core.engine.align import Grid, build_band_vrt
-from core.engine.staging import mask_kind, slow_to_decode, source_window, stage
+from core.engine.staging import mask_kind, slow_to_decode, source_window, stage, staged_bytes, why_not_exact
 
 from .test_engine_edges import MODEL, _raster, _tf
 from .test_engine_scenes import USA
@@ -73,30 +73,76 @@ def test_real_jp2_bands_staged_give_the_same_outputs(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a[kind], b[kind])
 
 
-def test_warped_jp2_with_an_extent_stages_only_what_it_reads(tmp_path, monkeypatch):
-    """A geographic JPEG 2000 input is warped onto a UTM grid from its staged crop: the crop
-    (the extent plus the resampling margin) gives the outputs of the whole file."""
+def test_warped_jp2_is_staged_whole_and_reads_the_same(tmp_path, monkeypatch):
+    """A geographic JPEG 2000 input warped onto a UTM grid whose corners reach past it: staged
+    whole (GDAL's warper sizes its kernel from the source window, so a crop changed values near
+    the edges), the outputs are those of reading it as it is. A south-up input too."""
     tf = Affine(0.0001, 0, 15.0, 0, -0.0001, 45.2)  # ~8 x 11 m pixels
     tif = _raster(tmp_path / "geo.tif", "s2", 240, 200, tf, crs="EPSG:4326", seed=3)
     jp2 = _jp2(tif, tmp_path / "geo.jp2")
-    extent = (15.004, 45.184, 15.018, 45.196)
+    south = _raster(tmp_path / "south.tif", "s2", 64, 64, Affine(10, 0, 500000, 0, 10, 4999000), seed=1)
     windows = []
     real_stage = infer.stage
     monkeypatch.setattr(infer, "stage", lambda p, idx, win, *a: windows.append(win) or real_stage(p, idx, win, *a))
-    runs = {}
-    for mode in ("auto", "never"):
-        out = tmp_path / mode
-        out.mkdir()
-        runs[mode] = run_scene(SceneRequest(
-            model=MODEL, optical=jp2, optical_bands=list(S2_BANDS), stage=mode, stride=16, extent=extent,
-            extent_crs="EPSG:4326", probability_dtype="float32", outputs={"probabilities": str(out / "p.tif")}))
-        assert _hidden(out) == []
-    assert runs["auto"].staged == {"optical": "JPEG 2000"}
-    (win,) = windows
-    assert 0 < win.width < 240 and 0 < win.height < 200  # a crop, not the whole file
-    a, b = _read_all(runs["auto"])["probabilities"], _read_all(runs["never"])["probabilities"]
-    assert np.isfinite(a).any()
-    np.testing.assert_array_equal(a, b)
+    for path, mode, extent, size in ((jp2, "auto", (15.004, 45.17, 15.03, 45.196), (240, 200)),
+                                     (south, "always", None, (64, 64))):
+        runs = {}
+        for m in (mode, "never"):
+            out = tmp_path / f"{Path(path).stem}_{m}"
+            out.mkdir()
+            runs[m] = run_scene(SceneRequest(
+                model=MODEL, optical=path, optical_bands=list(S2_BANDS), stage=m, stride=16, extent=extent,
+                extent_crs="EPSG:4326" if extent else None, probability_dtype="float32",
+                outputs={"probabilities": str(out / "p.tif")}))
+            assert _hidden(out) == []
+        assert runs[mode].staged == {"optical": "JPEG 2000" if mode == "auto" else "asked for"}
+        assert (windows[-1].col_off, windows[-1].row_off, windows[-1].width, windows[-1].height) == (0, 0, *size)
+        a, b = _read_all(runs[mode])["probabilities"], _read_all(runs["never"])["probabilities"]
+        assert np.isfinite(a).any()
+        np.testing.assert_array_equal(a, b)
+
+
+def test_inputs_a_copy_would_not_read_the_same_are_read_as_they_are(tmp_path):
+    """Bands with different no-data values or types, or an alpha band: a GeoTIFF copy has one
+    type and one no-data value for all bands, and a warp weighs partial alpha."""
+    from osgeo import gdal
+
+    a = _raster(tmp_path / "a.tif", "s2", 48, 48, _tf(), nodata=0)
+    singles = []
+    for i in range(12):  # twelve band files, the last six with another no-data value
+        with rasterio.open(a) as src:
+            band = src.read(i + 1)
+        p = tmp_path / f"band{i}.tif"
+        with rasterio.open(p, "w", driver="GTiff", width=48, height=48, count=1, dtype="uint16", crs="EPSG:32633",
+                           transform=_tf(), nodata=0 if i < 6 else 1) as ds:
+            ds.write(band, 1)
+        singles.append(str(p))
+    vrt = gdal.BuildVRT(str(tmp_path / "nd.vrt"), singles, separate=True)
+    vrt = None
+    with rasterio.open(tmp_path / "nd.vrt") as src:
+        assert why_not_exact(src, list(range(1, 7)), True) is None
+        assert why_not_exact(src, list(range(1, 13)), True) == "bands with different no-data values"
+    # the engine reads it as it is, and says why where the copy was asked for
+    res = run_scene(SceneRequest(model=MODEL, optical=str(tmp_path / "nd.vrt"), stage="always", stride=16,
+                                 optical_bands=list(S2_BANDS), outputs={"dominant": str(tmp_path / "d.tif")}))
+    assert res.staged == {} and any("different no-data values" in w for w in res.warnings)
+    f32 = tmp_path / "f32.tif"
+    with rasterio.open(f32, "w", driver="GTiff", width=48, height=48, count=1, dtype="float32", crs="EPSG:32633",
+                       transform=_tf()) as ds:
+        ds.write(np.full((1, 48, 48), -12.75, "float32"))
+    vrt = gdal.BuildVRT(str(tmp_path / "types.vrt"), [a, str(f32)], separate=True)
+    vrt = None
+    with rasterio.open(tmp_path / "types.vrt") as src:
+        assert why_not_exact(src, [1, 2], True) == "bands of different data types"
+    with pytest.raises(ValueError, match="different data types"):
+        stage(str(tmp_path / "types.vrt"), [1, 2], Window(0, 0, 48, 48), str(tmp_path / "x.tif"))
+    assert not (tmp_path / "x.tif").exists()
+    rgba = tmp_path / "rgba.tif"
+    with rasterio.open(rgba, "w", driver="GTiff", width=48, height=48, count=4, dtype="uint8", crs="EPSG:32633",
+                       transform=_tf(), photometric="RGB", alpha="YES") as ds:
+        ds.write(np.full((4, 48, 48), 128, "uint8"))
+    with rasterio.open(rgba) as src:
+        assert why_not_exact(src, [1, 2, 3], True) == "per-band masks or an alpha band"
 
 
 def test_stage_copies_the_chosen_bands_over_the_window(tmp_path):
@@ -185,3 +231,45 @@ def test_cli_stages_jp2_band_files_and_says_so(tmp_path, capsys):
     assert a.stage == "auto" and a.func(a) == 0
     assert "optical input (JPEG 2000 band files) was decoded once" in capsys.readouterr().out
     assert sorted(q.name for q in tmp_path.iterdir()) == ["d.tif"]
+
+
+def test_band_copy_with_a_mask_reports_progress_in_order_and_fits_its_estimate(tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "STRIP_ROWS", 16)
+    tif = tmp_path / "one.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=600, height=40, count=1, dtype="uint16", crs="EPSG:32633",
+                       transform=_tf()) as ds:
+        ds.write(np.full((1, 40, 600), 9, "uint16"))
+        mask = np.full((40, 600), 255, np.uint8)
+        mask[:10] = 0
+        ds.write_mask(mask)
+    seen = []
+    win = Window(0, 0, 600, 40)
+    assert stage(str(tif), [1], win, str(tmp_path / "st.tif"), progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0  # the band, then the mask
+    with rasterio.open(tif) as src:
+        on_disk = sum(p.stat().st_size for p in tmp_path.glob("st.tif*"))
+        assert on_disk <= staged_bytes(src, [1], win)  # whole 512 px tiles and the mask counted
+    with rasterio.open(tmp_path / "st.tif") as st:
+        np.testing.assert_array_equal(st.read_masks(1), mask)
+
+
+def test_a_failed_write_is_an_error_and_leaves_no_copy(tmp_path):
+    """A disk that fills up while the copy is written (a file size limit here): an error, never a
+    copy with zeros where its tiles did not fit, whether or not GDAL raises exceptions."""
+    import resource
+    import signal
+
+    src = tmp_path / "big.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=1024, height=1024, count=2, dtype="uint16", crs="EPSG:32633",
+                       transform=_tf(), tiled=True, compress="deflate") as ds:
+        ds.write(np.full((2, 1024, 1024), 7, "uint16"))
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, old_limit[1]))  # the copy needs 4 MB
+    try:
+        with pytest.raises(ValueError, match="big.tif into a temporary copy"):
+            stage(str(src), [1, 2], Window(0, 0, 1024, 1024), str(tmp_path / "st.tif"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert not list(tmp_path.glob("st.tif*"))
