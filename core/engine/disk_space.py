@@ -7,6 +7,7 @@ The estimate is an upper bound: rasters uncompressed, with a third more for over
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -44,3 +45,31 @@ def check_free_space(needs: list[tuple[str, int]], what: str = "this run") -> No
                 f"not enough free disk space in {folder}: {what} writes up to {need / MB:.0f} MB there "
                 f"(outputs and temporary files), {free / MB:.0f} MB are free. Free some space, write the "
                 f"outputs to another disk, or choose a larger output stride or fewer outputs")
+
+
+def remove_stale_temporaries(tag: str) -> list[tuple[str, int]]:
+    """Delete what a run beside the same output left behind when its process died (killed, or
+    QGIS crashed): dense mode's feature stores and staged input copies (up to gigabytes), named
+    ``.<output>.<pid>.*`` (``tag`` is this run's prefix, ``.<output>.<its pid>``), whose process
+    is gone. Returns (path, bytes) of each file deleted. POSIX only: a process is looked up with
+    signal 0, which on Windows would terminate it."""
+    if os.name != "posix":
+        return []
+    path = Path(tag)
+    prefix, _, mine = path.name.rpartition(".")
+    removed = []
+    for f in path.parent.glob(glob.escape(prefix) + ".*"):
+        pid = f.name[len(prefix) + 1:].split(".", 1)[0]
+        if not pid.isdigit() or pid == mine:
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # running, under another user
+        size = f.stat().st_size
+        f.unlink(missing_ok=True)
+        removed.append((str(f), size))
+    return removed

@@ -53,7 +53,7 @@ from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
 from .align import Grid, detect_level, guess_bands, map_bands, model_band_guess, reference_grid, sar_is_linear
 from .band_reader import BandReader, on_grid
-from .disk_space import check_free_space
+from .disk_space import MB, check_free_space, remove_stale_temporaries
 from .feature_grid import FeatureAxis
 from .fused import fuse_pointwise
 from .grid_store import GridStore
@@ -709,6 +709,10 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
         origin, frows, fcols = _feature_extent(axes)
         tag = _store_tag(req)
+        stale = remove_stale_temporaries(tag)
+        if stale:
+            warns.append(f"deleted {len(stale)} temporary file(s) ({sum(n for _, n in stale) / MB:.0f} MB) that an "
+                         f"earlier run beside {Path(next(iter(req.outputs.values()))).name} left when it was stopped")
         common = dict(crs=grid.crs, transform=out_tf, width=out_w, height=out_h)
         tags = {"model": Path(req.model).name, "mode": mode, "stride_px": str(stride),
                 "window_px": str(em.patch)}

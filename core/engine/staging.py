@@ -154,18 +154,18 @@ def stage(path: str, indexes: Sequence[int], win: Window, out: str,
         src = None
         done = copy(path, dst, list(indexes), win, masks == "dataset", progress or (lambda f: None),
                     is_cancelled or (lambda: False))
-        gdal.ErrorReset()
-        dst.FlushCache()
-        dst = None  # closes the file: a failed write of its last tiles is posted as an error
-        if gdal.GetLastErrorType() >= gdal.CE_Failure:
-            raise RuntimeError(gdal.GetLastErrorMsg())
+        held, dst = [dst], None
+        failed = _close(held)  # a failed write of its last tiles shows when it closes
+        if failed:
+            raise RuntimeError(failed)
         if not done:
             remove_staged(out)
         return done
     except BaseException as e:
         # the frames of the copy hold the output open: clear them, so that it closes and goes
         traceback.clear_frames(e.__traceback__)
-        dst = None
+        held, dst = [dst], None
+        _close(held)
         remove_staged(out)
         if isinstance(e, RuntimeError):  # GDAL's, under gdal.UseExceptions(), or ours from its message
             raise ValueError(f"could not decode {path} into a temporary copy: "
@@ -258,6 +258,32 @@ def _copy(src_band, dst_band, x: int, y: int, w: int, h: int, dx: int, dy: int) 
         raise RuntimeError(gdal.GetLastErrorMsg())
     if dst_band.WriteRaster(dx, dy, w, h, data):
         raise RuntimeError(gdal.GetLastErrorMsg())
+
+
+def _close(held: list) -> str | None:
+    """Close the dataset in ``held`` (its only reference, taken out of the list) that was
+    written: GDAL's error message where its last tiles could not be written, else None. Closed
+    with GDAL's exceptions off, since under ``gdal.UseExceptions()`` that error would be raised
+    from the dataset's destructor, where nothing can catch it."""
+    from osgeo import gdal
+
+    ds = held.pop()
+    if ds is None:
+        return None
+    was_on = gdal.GetUseExceptions()
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        if was_on:
+            gdal.DontUseExceptions()
+        gdal.ErrorReset()
+        ds.FlushCache()
+        ds = None
+        failed = gdal.GetLastErrorType() >= gdal.CE_Failure
+        return (gdal.GetLastErrorMsg() or "GDAL could not write it") if failed else None
+    finally:
+        if was_on:
+            gdal.UseExceptions()
+        gdal.PopErrorHandler()
 
 
 def _open(path: str):

@@ -69,3 +69,27 @@ def test_the_estimate_covers_every_file_written(tmp_path, monkeypatch, mode):
         tag = f".probabilities.tif.{os.getpid()}"
         assert set(seen) == {f"{tag}.s2.features", f"{tag}.s1.features", f"{tag}.present"}
         assert sum(seen.values()) <= estimated[tag]
+
+
+def test_temporaries_of_a_stopped_run_are_deleted_and_a_running_ones_kept(tmp_path):
+    """A killed run leaves its feature stores and staged copies (hidden, beside its first
+    output); the next run beside the same output deletes them, and says so, but never those of
+    a run still going (another process) or its own."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    alive = str(os.getppid())
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / f".d.tif.{gone}.s2.staged.tif", out / f".d.tif.{gone}.s2.features"]
+    for p in stale:
+        p.write_bytes(b"x" * 3_000_000)
+    kept = [out / f".d.tif.{alive}.s2.staged.tif", out / ".other.tif.123.s2.features", out / ".d.tif.notapid"]
+    for p in kept:
+        p.write_bytes(b"x")
+    s2 = _raster(tmp_path / "s2.tif", "s2", 64, 64, _tf())
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, outputs={"dominant": str(out / "d.tif")}))
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert any("deleted 2 temporary file(s) (6 MB)" in w for w in res.warnings)

@@ -253,11 +253,14 @@ def test_band_copy_with_a_mask_reports_progress_in_order_and_fits_its_estimate(t
         np.testing.assert_array_equal(st.read_masks(1), mask)
 
 
-def test_a_failed_write_is_an_error_and_leaves_no_copy(tmp_path):
+@pytest.mark.parametrize("exceptions", [False, True])
+def test_a_failed_write_is_an_error_and_leaves_no_copy(tmp_path, exceptions):
     """A disk that fills up while the copy is written (a file size limit here): an error, never a
     copy with zeros where its tiles did not fit, whether or not GDAL raises exceptions."""
     import resource
     import signal
+
+    from osgeo import gdal
 
     src = tmp_path / "big.tif"
     with rasterio.open(src, "w", driver="GTiff", width=1024, height=1024, count=2, dtype="uint16", crs="EPSG:32633",
@@ -265,6 +268,8 @@ def test_a_failed_write_is_an_error_and_leaves_no_copy(tmp_path):
         ds.write(np.full((2, 1024, 1024), 7, "uint16"))
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    was_on = gdal.GetUseExceptions()
+    gdal.UseExceptions() if exceptions else gdal.DontUseExceptions()
     resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, old_limit[1]))  # the copy needs 4 MB
     try:
         with pytest.raises(ValueError, match="big.tif into a temporary copy"):
@@ -272,4 +277,5 @@ def test_a_failed_write_is_an_error_and_leaves_no_copy(tmp_path):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
         signal.signal(signal.SIGXFSZ, old_handler)
+        gdal.UseExceptions() if was_on else gdal.DontUseExceptions()
     assert not list(tmp_path.glob("st.tif*"))
