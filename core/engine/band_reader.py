@@ -28,6 +28,7 @@ from rasterio.windows import Window
 
 from .align import Grid
 from .open_raster import open_for_blocks
+from .windows import aligned_cuts
 
 CHUNK_ROWS = 1024  # rows read between two drops of GDAL's cached tiles
 
@@ -45,6 +46,13 @@ def on_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:
     return abs(c - round(c)) < 1e-3 and abs(r - round(r)) < 1e-3
 
 
+def grid_offset(transform: rasterio.Affine, grid: Grid) -> tuple[int, int]:
+    """(row, col) of the grid's first pixel in a raster with ``transform`` that is on the grid
+    (``on_grid``)."""
+    c, r = ~transform * (grid.transform.c, grid.transform.f)
+    return int(round(r)), int(round(c))
+
+
 class BandReader:
     """Reads chosen bands of a raster on the reference grid, NaN for no-data / outside."""
 
@@ -60,9 +68,7 @@ class BandReader:
         self.warp: dict | None = None  # WarpedVRT arguments, to reopen it
         self.offset = (0, 0)
         if direct:
-            inv = ~self.src.transform
-            c, r = inv * (grid.transform.c, grid.transform.f)
-            self.offset = (int(round(r)), int(round(c)))
+            self.offset = grid_offset(self.src.transform, grid)
             self.masks = _mask_plan(self.src, self.indexes)
         else:
             self.warp = dict(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
@@ -97,7 +103,7 @@ class BandReader:
         is decoded twice."""
         step = self.tile_rows * max(1, round(CHUNK_ROWS / self.tile_rows))
         r0, r1 = int(win.row_off), int(win.row_off + win.height)
-        cuts = [r0, *range((r0 // step + 1) * step, r1, step), r1]
+        cuts = aligned_cuts(r0, r1, step)
         return [(a - r0, b - r0) for a, b in zip(cuts, cuts[1:])]
 
     def _read_window(self, win: Window, a: np.ndarray, direct: bool) -> torch.Tensor | None:

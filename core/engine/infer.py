@@ -553,7 +553,7 @@ def _staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any],
     an input a copy would not read the same as is read as it is (with a warning for ``always``)."""
     plan = {}
     for m, src in srcs.items():
-        why = None if req.stage == "never" else slow_to_decode(src.name)
+        why = None if req.stage == "never" else slow_to_decode(src)
         if req.stage == "always":
             why = why or "asked for"
         problem = why_not_exact(src, maps[m].indexes, direct[m]) if why else None

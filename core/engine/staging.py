@@ -28,10 +28,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from .align import Grid
+from .band_reader import grid_offset
 from .open_raster import has_own_mask
+from .windows import aligned_cuts
 
 STAGE_MODES = ("auto", "always", "never")
 JPEG2000_DRIVERS = {"JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG2000", "JP2MrSID", "JP2Lura"}
@@ -41,22 +44,13 @@ STRIP_ROWS = 1024  # rows of the strips a staging copy goes by
 TILE = 512         # the staged file's tiles
 
 
-def slow_to_decode(path: str) -> str | None:
-    """Why reading ``path`` block by block repeats expensive decoding ("JPEG 2000", or
+def slow_to_decode(src: rasterio.DatasetReader) -> str | None:
+    """Why reading ``src`` block by block repeats expensive decoding ("JPEG 2000", or
     "JPEG 2000 band files" for a VRT or product made of them), None when it does not."""
-    from osgeo import gdal
-
-    ds = gdal.OpenEx(str(path), gdal.OF_RASTER)
-    if ds is None:
-        return None
-    try:
-        if ds.GetDriver().ShortName in JPEG2000_DRIVERS:
-            return "JPEG 2000"
-        files = ds.GetFileList() or []
-        if any(Path(f).suffix.lower() in JPEG2000_SUFFIXES for f in files[1:]):
-            return "JPEG 2000 band files"
-    finally:
-        ds = None
+    if src.driver in JPEG2000_DRIVERS:
+        return "JPEG 2000"
+    if any(Path(f).suffix.lower() in JPEG2000_SUFFIXES for f in src.files[1:]):
+        return "JPEG 2000 band files"
     return None
 
 
@@ -65,11 +59,9 @@ def mask_kind(src: rasterio.DatasetReader, indexes: Sequence[int]) -> str | None
     (no mask, or no-data values, copied with the bands), "dataset" (one mask for all bands,
     internal or .msk, copied as the copy's mask), None otherwise (per-band masks, or an alpha
     band, whose partial values a warp would weigh: the input is read as it is)."""
-    from rasterio.enums import MaskFlags
-
     flags = [src.mask_flag_enums[i - 1] for i in indexes]
     if all(f == [MaskFlags.all_valid] or f == [MaskFlags.nodata] for f in flags):
-        return "values"
+        return "values"  # no-data values that differ from band to band: ``why_not_exact``
     if all(MaskFlags.per_dataset in f and MaskFlags.alpha not in f for f in flags):
         return "dataset"
     return None
@@ -104,9 +96,7 @@ def source_window(src: rasterio.DatasetReader, grid: Grid, direct: bool) -> Wind
     edges (a margin of 8 source pixels was not enough where the grid reaches past the input)."""
     if not direct:
         return Window(0, 0, src.width, src.height)
-    inv = ~src.transform
-    c0, r0 = inv * (grid.transform.c, grid.transform.f)
-    c0, r0 = int(round(c0)), int(round(r0))
+    r0, c0 = grid_offset(src.transform, grid)
     col0, row0 = max(0, c0), max(0, r0)
     col1, row1 = min(src.width, c0 + grid.width), min(src.height, r0 + grid.height)
     if col0 >= col1 or row0 >= row1:
@@ -221,8 +211,7 @@ def _by_windows(path: str, dst, indexes: list[int], win: Window, mask: bool,
     # tile or strip is then decoded per window, but never held whole)
     sx = bx * max(1, round(STRIP_ROWS / bx)) if bx <= 2 * STRIP_ROWS else STRIP_ROWS
     sy = by * max(1, round(STRIP_ROWS / by)) if by <= 2 * STRIP_ROWS else STRIP_ROWS
-    cols = [x0, *range((x0 // sx + 1) * sx, x0 + w, sx), x0 + w]  # cut where the input's tiles start
-    rows = [y0, *range((y0 // sy + 1) * sy, y0 + h, sy), y0 + h]
+    cols, rows = aligned_cuts(x0, x0 + w, sx), aligned_cuts(y0, y0 + h, sy)  # cut where the input's tiles start
     item = gdal.GetDataTypeSize(src.GetRasterBand(indexes[0]).DataType) // 8
     n = len(indexes)
     for ra, rb in zip(rows, rows[1:]):

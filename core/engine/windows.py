@@ -46,6 +46,13 @@ def round_up(x: int, m: int) -> int:
     return int(math.ceil(x / m) * m)
 
 
+def aligned_cuts(start: int, stop: int, step: int) -> list[int]:
+    """[start, every multiple of ``step`` inside (start, stop), stop]: where [start, stop) is cut
+    so that no piece crosses a multiple of ``step`` (a file's tile edges, so that no tile is
+    decoded for two pieces)."""
+    return [start, *range((start // step + 1) * step, stop, step), stop]
+
+
 def output_shape(height: int, width: int, stride: int) -> tuple[int, int]:
     """Output cells covering a ``height`` x ``width`` reference grid at ``stride``."""
     return max(1, math.ceil(height / stride)), max(1, math.ceil(width / stride))

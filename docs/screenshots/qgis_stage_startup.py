@@ -36,7 +36,7 @@ def open_advanced():
 
 
 def run():
-    if not os.path.exists(f"{OUT}/go"):
+    if not os.path.exists(f"{OUT}/ready1.taken"):
         QTimer.singleShot(500, run)
         return
     dlg.runAlgorithm()

@@ -45,12 +45,17 @@ def _hidden(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def _slow(path: str) -> str | None:
+    with rasterio.open(path) as src:
+        return slow_to_decode(src)
+
+
 def test_jpeg2000_inputs_are_told_apart(tmp_path):
-    assert slow_to_decode(USA[1]) == "JPEG 2000"
-    assert slow_to_decode(build_band_vrt(USA, str(tmp_path / "usa.vrt"))) == "JPEG 2000 band files"
+    assert _slow(USA[1]) == "JPEG 2000"
+    assert _slow(build_band_vrt(USA, str(tmp_path / "usa.vrt"))) == "JPEG 2000 band files"
     tif = _raster(tmp_path / "s2.tif", "s2", 32, 32, _tf())
-    assert slow_to_decode(tif) is None
-    assert slow_to_decode(build_band_vrt([tif], str(tmp_path / "tif.vrt"))) is None
+    assert _slow(tif) is None
+    assert _slow(build_band_vrt([tif], str(tmp_path / "tif.vrt"))) is None
 
 
 def test_real_jp2_bands_staged_give_the_same_outputs(tmp_path, monkeypatch):
