@@ -17,20 +17,26 @@ Uncompressed GeoTIFFs bypass that cache altogether (``open_raster.open_for_block
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Sequence
 
 import numpy as np
 import rasterio
 import torch
 from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .align import Grid
-from .open_raster import open_for_blocks
+from .open_raster import GEOTIFF_DRIVERS, decodes_safely_on_threads, open_for_blocks
 from .windows import aligned_cuts
 
 CHUNK_ROWS = 1024  # rows read between two drops of GDAL's cached tiles
+MAX_DECODERS = 8   # threads that decode a compressed GeoTIFF's tile columns side by side
+DAMAGED = ("The file may be damaged or incomplete: check that it opens and displays whole in QGIS, or download "
+           "or export it again")
 
 
 def on_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:
@@ -57,8 +63,11 @@ class BandReader:
     """Reads chosen bands of a raster on the reference grid, NaN for no-data / outside."""
 
     def __init__(self, path: str, indexes: Sequence[int], grid: Grid, direct: bool,
-                 resampling: Resampling = Resampling.bilinear, to_db: bool = False) -> None:
+                 resampling: Resampling = Resampling.bilinear, to_db: bool = False, name: str | None = None,
+                 hint: str = DAMAGED) -> None:
         self.path = path
+        # what a read error names (for a staged copy, the user's input too) and what it advises
+        self.name, self.hint = name or f"the raster {path}", hint
         self.src = open_for_blocks(path)
         self.indexes = list(indexes)
         self.grid = grid
@@ -80,7 +89,16 @@ class BandReader:
         dt = dts.pop() if len(dts) == 1 else None
         self._stored = dt if self.vrt is None and not to_db and dt is not None and dt.kind in "iu" \
             and dt.itemsize <= 2 else None
-        self.tile_rows = self._ds.block_shapes[0][0]
+        self.tile_rows, self.tile_cols = self._ds.block_shapes[0]
+        # a compressed GeoTIFF on the grid: a chunk's tile columns decoded on several threads, each
+        # with a handle of its own (GDAL's own threads hide decoding errors there, open_raster.py)
+        self.helpers: list[rasterio.DatasetReader] = []
+        self._pool: ThreadPoolExecutor | None = None
+        n = min(MAX_DECODERS, os.cpu_count() or 1)
+        if direct and n > 1 and not decodes_safely_on_threads(self.src) and not (
+                self.src.driver in GEOTIFF_DRIVERS and self.src.compression is None):  # uncompressed: a copy
+            self.helpers = [open_for_blocks(path) for _ in range(n - 1)]
+            self._pool = ThreadPoolExecutor(n - 1, thread_name_prefix="mosaic-decode")
 
     @property
     def stored_dtype(self) -> np.dtype | None:
@@ -90,9 +108,10 @@ class BandReader:
 
     def _drop_cached_tiles(self) -> None:
         """Reopen the dataset: GDAL frees the tiles it cached for it (module docstring)."""
-        old = (self.vrt, self.src)
+        old = (self.vrt, self.src, *self.helpers)
         self.src = open_for_blocks(self.path)
         self.vrt = WarpedVRT(self.src, **self.warp) if self.warp is not None else None
+        self.helpers = [open_for_blocks(self.path) for _ in self.helpers]
         for ds in old:
             if ds is not None:
                 ds.close()
@@ -112,7 +131,12 @@ class BandReader:
         bad = None
         for r0, r1 in self._chunks(win):
             cw = Window(win.col_off, win.row_off + r0, win.width, r1 - r0)
-            self._ds.read(self.indexes, window=cw, out=a[:, r0:r1])
+            try:
+                self._read_chunk(cw, a[:, r0:r1])
+            except RasterioIOError as e:
+                raise ValueError(
+                    f"{self.name} could not be read (rows {int(cw.row_off)}-{int(cw.row_off + cw.height)}): "
+                    f"{str(e).rstrip('.') or 'GDAL gave no reason'}. {self.hint}") from None
             b = self._nodata(a[:, r0:r1], cw) if direct else None
             if b is not None:
                 if bad is None:
@@ -120,6 +144,32 @@ class BandReader:
                 bad[r0:r1] = b
             self._drop_cached_tiles()
         return bad
+
+    def _read_chunk(self, cw: Window, out: np.ndarray) -> None:
+        """Read ``cw`` into ``out``: at once, or, with helpers, its tile columns in as many parts,
+        read side by side (each part's errors raised here, after every part has ended)."""
+        if not self.helpers:
+            self._ds.read(self.indexes, window=cw, out=out)
+            return
+        c0, c1 = int(cw.col_off), int(cw.col_off + cw.width)
+        handles = [self.src, *self.helpers]
+        step = self.tile_cols * max(1, -(-math.ceil((c1 - c0) / self.tile_cols) // len(handles)))
+        cuts = aligned_cuts(c0, c1, step)
+        parts: list[list[tuple[int, int]]] = [[] for _ in handles]
+        for k, (a, b) in enumerate(zip(cuts, cuts[1:])):
+            parts[k % len(handles)].append((a, b))
+
+        def read(ds, spans: list[tuple[int, int]]) -> None:
+            for a, b in spans:
+                ds.read(self.indexes, window=Window(a, cw.row_off, b - a, cw.height), out=out[:, :, a - c0: b - c0])
+
+        futures = [self._pool.submit(read, ds, spans) for ds, spans in zip(handles[1:], parts[1:]) if spans]
+        try:
+            read(handles[0], parts[0])
+        finally:
+            wait(futures)  # none may still read when the handles are reopened or the error is raised
+        for f in futures:
+            f.result()
 
     @property
     def _ds(self):
@@ -227,9 +277,11 @@ class BandReader:
         return bad if bad is not None and bad.numpy().any() else None  # numpy's any: ~15x faster
 
     def close(self) -> None:
-        if self.vrt is not None:
-            self.vrt.close()
-        self.src.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for ds in (self.vrt, self.src, *self.helpers):
+            if ds is not None:
+                ds.close()
 
 
 def _mask_plan(src: rasterio.DatasetReader, indexes: Sequence[int]) -> tuple[str, object]:

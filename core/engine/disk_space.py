@@ -47,6 +47,15 @@ def check_free_space(needs: list[tuple[str, int]], what: str = "this run") -> No
                 f"outputs to another disk, or choose a larger output stride or fewer outputs")
 
 
+def room_left(needs: list[tuple[str, int]], path: str) -> int:
+    """Bytes still free on the file system of ``path`` once the files of ``needs`` that go on
+    it are written (negative when they do not fit): the room a file of unknown size beside
+    them, such as a compressed copy, may take."""
+    dev = os.stat(_volume(Path(path).parent)).st_dev
+    taken = sum(int(n) for p, n in needs if os.stat(_volume(Path(p).parent)).st_dev == dev)
+    return shutil.disk_usage(_volume(Path(path).parent)).free - taken
+
+
 def remove_stale_temporaries(tag: str) -> list[tuple[str, int]]:
     """Delete what a run beside the same output left behind when its process died (killed, or
     QGIS crashed): dense mode's feature stores and staged input copies (up to gigabytes), named

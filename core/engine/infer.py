@@ -52,13 +52,14 @@ from ..models.mosaic import MosaicModel
 from ..models.resnet import BasicBlock, Bottleneck
 from . import windows as W
 from .align import Grid, detect_level, guess_bands, map_bands, model_band_guess, reference_grid, sar_is_linear
-from .band_reader import BandReader, on_grid
-from .disk_space import MB, check_free_space, remove_stale_temporaries
+from .band_reader import DAMAGED, BandReader, on_grid
+from .disk_space import MB, check_free_space, remove_stale_temporaries, room_left
 from .feature_grid import FeatureAxis
 from .fused import fuse_pointwise
 from .grid_store import GridStore
 from .heap import release_freed, retained_heap
-from .staging import STAGE_MODES, remove_staged, slow_to_decode, source_window, stage, staged_bytes, why_not_exact
+from .staging import (STAGE_MODES, CopyTooLarge, remove_staged, slow_to_decode, source_window, stage, staged_bytes,
+                      why_not_exact)
 from .strips import Input, strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
@@ -568,6 +569,35 @@ def _staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any],
     return plan
 
 
+def _fit_staging(to_stage: dict[str, tuple[Any, str, int, str]], needs: list[tuple[str, int]], what: str,
+                 mode: str, warns: list[str]) -> dict[str, int]:
+    """Where the disk lacks room for the uncompressed copies of ``to_stage`` beside ``needs``:
+    {modality: at most so many bytes} of copies to be compressed into the room left, when it
+    holds at least a quarter of their size (real Sentinel-2 bands compress 2-2.5x); else, with
+    ``auto``, the inputs are read as they are (``to_stage`` emptied) and with ``always`` the
+    disk-space error is raised."""
+    if not to_stage:
+        return {}
+    full = sum(n for _, _, n, _ in to_stage.values())
+    try:
+        check_free_space(needs + [(p, n) for _, p, n, _ in to_stage.values()], what)
+        return {}
+    except ValueError:
+        room = room_left(needs, next(iter(to_stage.values()))[1])
+        if room >= full // 4:
+            warns.append(f"not enough free disk space for an uncompressed temporary copy of the input(s) decoded once "
+                         f"({full / MB:.0f} MB): it is compressed into the {room / MB:.0f} MB left, which makes it "
+                         f"a little slower to read")
+            return {m: room * n // full for m, (_, _, n, _) in to_stage.items()}
+        if mode == "always":
+            raise
+    warns.append("not enough free disk space to decode the JPEG 2000 input(s) once into a temporary copy "
+                 f"({full / MB:.0f} MB, or a quarter of that compressed): read as they are, which is several "
+                 "times slower")
+    to_stage.clear()
+    return {}
+
+
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(0)
@@ -723,16 +753,8 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         to_stage = _staging_plan(req, srcs, maps, grid, direct, tag, warns)
         needs = _disk_needs(req, specs, out_h * out_w, store_bytes)
         what = f"this {mode} run ({out_w} x {out_h} output cells)"
-        try:
-            check_free_space(needs + [(p, n) for _, (_, p, n, _) in to_stage.items()], what)
-        except ValueError:
-            if not to_stage or req.stage == "always":
-                raise
-            check_free_space(needs, what)
-            warns.append("not enough free disk space to decode the JPEG 2000 input(s) once into a temporary copy "
-                         f"({sum(n for _, _, n, _ in to_stage.values()) / 2**20:.0f} MB): read as they are, "
-                         "which is several times slower")
-            to_stage = {}
+        check_free_space(needs, what)
+        squeeze = _fit_staging(to_stage, needs, what, req.stage, warns)
         for kind, path in req.outputs.items():
             if kind != "clusters":
                 outs[kind] = OutputRaster(path, kind, **specs[kind], **common)
@@ -749,22 +771,35 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         total_steps = nblocks * ((2 if mode == "dense" else 1) + (1 if want_clusters else 0) + len(to_stage))
         step = 0
         staged: dict[str, str] = {}
-        for m, (win, path, _, why) in to_stage.items():  # weighed as one pass over the blocks each
-            done = step
+        for m, (win, path, _, why) in list(to_stage.items()):  # weighed as one pass over the blocks each
+            done, label = step, "optical" if m == "s2" else "SAR"
             staged_files.append(path)
-            if not stage(srcs[m].name, maps[m].indexes, win, path,
-                         lambda f: progress((done + f * nblocks) / total_steps), is_cancelled):
-                raise Cancelled("cancelled")
-            staged["optical" if m == "s2" else "SAR"] = why
             step += nblocks
+            try:
+                if not stage(srcs[m].name, maps[m].indexes, win, path,
+                             lambda f: progress((done + f * nblocks) / total_steps), is_cancelled,
+                             compress=m in squeeze, max_bytes=squeeze.get(m)):
+                    raise Cancelled("cancelled")
+            except CopyTooLarge as e:
+                if req.stage == "always":
+                    raise ValueError(f"not enough free disk space: {e}. Free some space or write the outputs "
+                                     f"to another disk") from None
+                warns.append(f"{e}: the {label} input is read as it is, which is several times slower")
+                del to_stage[m]
+                continue
+            staged[label] = why
         for m, src in srcs.items():
             mean, std = em.stats[m]
+            what, hint = f"the {'optical' if m == 's2' else 'SAR'} raster {src.name}", DAMAGED
             if m in to_stage:  # the staged copy holds the model's bands, in its order
                 path, idx = to_stage[m][1], list(range(1, len(maps[m].indexes) + 1))
+                what = f"the temporary copy of {what} ({path})"
+                hint = ("The disk beside the outputs may have failed; write the outputs to another disk, or read "
+                        "the input as it is (stage 'never')")
             else:
                 path, idx = src.name, maps[m].indexes
-            readers.append(_Input(m, path, BandReader(path, idx, grid, direct[m], to_db=to_db and m == "s1"),
-                                  mean, std))
+            readers.append(_Input(m, path, BandReader(path, idx, grid, direct[m], to_db=to_db and m == "s1",
+                                                      name=what, hint=hint), mean, std))
 
         def finish_block(blk: W.Block, probs, emb, valid) -> None:
             """Write a block's outputs, sample its embeddings for K-means, report progress."""

@@ -5,9 +5,14 @@ GDAL's ``GTIFF_DIRECT_IO``: a window is then read from the file straight into th
 past GDAL's block cache. Through the cache, a pixel-interleaved file is split into per-band
 tiles and interleaved again: 5-7x slower for a block of 12 bands, and 10x for the SAR unit
 check's small windows (``tests/core/test_band_reader.py`` checks both paths give the same
-values). GDAL ignores it for compressed files; those are decoded on all cores instead
-(``GDAL_NUM_THREADS``: a block's tiles in parallel; 2176² x 12 bands of deflate-compressed
-512 px tiles 1.4-1.7 s -> 0.5-0.7 s on 2 cores, whole 4096² runs 1.12x faster). GDAL reads
+values). GDAL ignores it for compressed files.
+
+JPEG 2000 files are decoded on all cores (``GDAL_NUM_THREADS``: a read's tiles in parallel).
+GeoTIFFs are not, whatever their compression: GDAL 3.6's multi-threaded GeoTIFF decoding
+returns a tile it cannot decode (a damaged file, or a download cut short) as zeros without an
+error, so a run would write classes for pixels that were never read; and it crashed the
+process on a compressed, band-interleaved GeoTIFF's mask ("Bad value 2 for ExtraSamples",
+then a segmentation fault, 3 runs of 3). On one thread both are a clear error. GDAL reads
 both options when it opens the file, so they are set only then.
 """
 from __future__ import annotations
@@ -15,21 +20,28 @@ from __future__ import annotations
 import rasterio
 from rasterio.enums import MaskFlags
 
+GEOTIFF_DRIVERS = {"GTiff", "COG"}
+GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtif")
+
 
 def open_for_blocks(path: str) -> rasterio.DatasetReader:
     """``path`` opened for block reads (module docstring). The options are set only while the
-    file opens (and, outside the main thread, only for the calling thread).
-
-    A file with a mask of its own (internal or .msk) is decoded on one thread: GDAL 3.6's
-    multi-threaded decoding of a compressed, band-interleaved GeoTIFF's mask crashed the process
-    ("Bad value 2 for ExtraSamples", then a segmentation fault, in 3 runs of 3)."""
-    with rasterio.Env(GTIFF_DIRECT_IO="YES", GDAL_NUM_THREADS="ALL_CPUS"):
+    file opens (and, outside the main thread, only for the calling thread)."""
+    with rasterio.Env(GTIFF_DIRECT_IO="YES"):
         src = rasterio.open(path)
-    if not has_own_mask(src):
+    if not decodes_safely_on_threads(src):
         return src
     src.close()
-    with rasterio.Env(GTIFF_DIRECT_IO="YES"):
+    with rasterio.Env(GTIFF_DIRECT_IO="YES", GDAL_NUM_THREADS="ALL_CPUS"):
         return rasterio.open(path)
+
+
+def decodes_safely_on_threads(src: rasterio.DatasetReader) -> bool:
+    """True when GDAL may decode ``src``'s tiles on several threads: no GeoTIFF among its files
+    (itself, or the band files of a VRT) and no mask of its own (module docstring)."""
+    files = [src.name, *src.files]
+    return (src.driver not in GEOTIFF_DRIVERS and not has_own_mask(src)
+            and not any(str(f).lower().endswith(GEOTIFF_SUFFIXES) for f in files))
 
 
 def has_own_mask(src: rasterio.DatasetReader) -> bool:

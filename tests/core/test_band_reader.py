@@ -222,6 +222,30 @@ def test_chunked_reads_equal_one_read(tmp_path, monkeypatch, chunk):
                 np.testing.assert_array_equal(x, y)
 
 
+def test_tile_columns_decoded_side_by_side_equal_one_read(tmp_path, monkeypatch):
+    """A compressed GeoTIFF's chunks read in parts by several handles on several threads
+    (``BandReader.helpers``): the same values, no-data and outside pixels as one handle, for
+    windows that start and end inside tiles or outside the file, in chunks of 48 rows."""
+    from core.engine import band_reader
+    monkeypatch.setattr(band_reader, "CHUNK_ROWS", 48)
+    a = _values((3, 90, 150))
+    a[2, 30:60, 40:120] = 0  # no-data across tiles, parts and a chunk edge
+    p = _tiled(tmp_path / "t.tif", a, Affine(10, 0, 500000, 0, -10, 4000000), nodata=0)
+    g = _grid(500000 - 10 * 3, 4000000 + 10 * 5, 160, 100)
+    got = {}
+    for cores in (1, 4):
+        monkeypatch.setattr(band_reader.os, "cpu_count", lambda: cores)
+        r = BandReader(p, [3, 1], g, True)
+        try:
+            assert len(r.helpers) == cores - 1
+            got[cores] = (r.read(-4, 2, 100, 150, pixel_interleaved=True), *r.read_stored(7, 13, 80, 101))
+        finally:
+            r.close()
+    assert np.isnan(got[1][0][:, 4 + 5 + 35, 3 + 50 - 2]).all() and got[1][2][5 + 35 - 7, 3 + 50 - 13]
+    for x, y in zip(got[4], got[1]):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_reads_leave_no_tiles_in_gdal_block_cache(tmp_path):
     """A scene's tiles must not pile up in GDAL's process-wide cache (module docstring)."""
     gdal = pytest.importorskip("osgeo.gdal")

@@ -9,7 +9,7 @@ import pytest
 
 from core.engine import SceneRequest, infer, run_scene
 from core.engine import disk_space
-from core.engine.disk_space import check_free_space
+from core.engine.disk_space import check_free_space, room_left
 
 from .test_engine_edges import MODEL, _raster, _tf
 
@@ -25,6 +25,12 @@ def test_needs_on_one_file_system_add_up(tmp_path, monkeypatch):
     check_free_space([(str(tmp_path / "a.tif"), 60), (str(tmp_path / "b.tif"), 40)])
     with pytest.raises(ValueError, match=r"not enough free disk space in .*writes up to"):
         check_free_space([(str(tmp_path / "a.tif"), 60), (str(tmp_path / "sub" / "b.tif"), 41)])
+
+
+def test_room_left_counts_the_needs_on_the_same_file_system(tmp_path, monkeypatch):
+    _free(monkeypatch, 100)
+    assert room_left([(str(tmp_path / "a.tif"), 60)], str(tmp_path / "sub" / "copy.tif")) == 40
+    assert room_left([(str(tmp_path / "a.tif"), 60), (str(tmp_path / "b.tif"), 70)], str(tmp_path / "c")) == -30
 
 
 def test_a_run_that_would_fill_the_disk_stops_before_writing(tmp_path, monkeypatch):

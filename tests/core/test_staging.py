@@ -33,6 +33,19 @@ def _jp2(tif: str, out: Path) -> str:
     return str(out)
 
 
+def _masked(path: Path, a: np.ndarray, tile: int, hole: tuple[slice, slice]) -> tuple[Path, np.ndarray]:
+    """A pixel-interleaved tiled uint16 GeoTIFF of ``a`` with an internal mask that hides
+    ``hole``; returns it and the mask."""
+    with rasterio.open(path, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0],
+                       dtype="uint16", crs="EPSG:32633", transform=_tf(), tiled=True, blockxsize=tile,
+                       blockysize=tile, interleave="pixel") as ds:
+        ds.write(a)
+        mask = np.full(a.shape[1:], 255, np.uint8)
+        mask[hole] = 0
+        ds.write_mask(mask)
+    return path, mask
+
+
 def _read_all(res) -> dict[str, np.ndarray]:
     out = {}
     for kind, path in res.outputs.items():
@@ -88,7 +101,8 @@ def test_warped_jp2_is_staged_whole_and_reads_the_same(tmp_path, monkeypatch):
     south = _raster(tmp_path / "south.tif", "s2", 64, 64, Affine(10, 0, 500000, 0, 10, 4999000), seed=1)
     windows = []
     real_stage = infer.stage
-    monkeypatch.setattr(infer, "stage", lambda p, idx, win, *a: windows.append(win) or real_stage(p, idx, win, *a))
+    monkeypatch.setattr(infer, "stage",
+                        lambda p, idx, win, *a, **k: windows.append(win) or real_stage(p, idx, win, *a, **k))
     for path, mode, extent, size in ((jp2, "auto", (15.004, 45.17, 15.03, 45.196), (240, 200)),
                                      (south, "always", None, (64, 64))):
         runs = {}
@@ -169,14 +183,8 @@ def test_a_dataset_mask_is_kept(tmp_path, monkeypatch):
     """An internal mask (one for all bands) is copied with the bands of a pixel-interleaved file,
     window by window along its 16 px tiles (the window does not start on a tile)."""
     monkeypatch.setattr(staging, "STRIP_ROWS", 16)
-    tif = tmp_path / "masked.tif"
     a = np.arange(3 * 40 * 50, dtype="uint16").reshape(3, 40, 50) + 1
-    with rasterio.open(tif, "w", driver="GTiff", width=50, height=40, count=3, dtype="uint16", crs="EPSG:32633",
-                       transform=_tf(), tiled=True, blockxsize=16, blockysize=16, interleave="pixel") as ds:
-        ds.write(a)
-        mask = np.full((40, 50), 255, np.uint8)
-        mask[5:15, 10:30] = 0
-        ds.write_mask(mask)
+    tif, mask = _masked(tmp_path / "masked.tif", a, 16, np.s_[5:15, 10:30])
     with rasterio.open(tif) as src:
         assert mask_kind(src, [1, 2]) == "dataset"
     assert stage(str(tif), [2, 1], Window(5, 2, 40, 30), str(tmp_path / "st.tif"))
@@ -211,6 +219,77 @@ def test_short_disk_reads_as_is_or_stops(tmp_path, monkeypatch):
         run_scene(SceneRequest(model=MODEL, optical=vrt, optical_bands=USA_BANDS, stage="always",
                                outputs={"dominant": str(tmp_path / "e.tif")}))
     assert not (tmp_path / "e.tif").exists()
+
+
+def test_compressed_copy_reads_the_same_and_stops_past_its_room(tmp_path, monkeypatch):
+    """ZSTD copies, band by band (real JP2 band files in a VRT, 40-row strips) and window by
+    window (a pixel-interleaved file with a mask, a window off its tiles): the same values and
+    mask as the uncompressed copy, in less room; past ``max_bytes`` an error and no file."""
+    from osgeo import gdal
+
+    monkeypatch.setattr(staging, "STRIP_ROWS", 40)
+    vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
+    with rasterio.open(vrt) as src:
+        win = Window(0, 0, src.width, src.height)
+    idx = [i for i, b in enumerate(USA_BANDS, 1) if b != "-"]
+    a = np.repeat(np.arange(700, dtype="uint16")[None, None], 3 * 600, axis=1).reshape(3, 600, 700)
+    tif, _ = _masked(tmp_path / "masked.tif", a, 256, np.s_[50:90, 100:300])
+    for path, bands, w in ((vrt, idx, win), (str(tif), [3, 1], Window(30, 20, 650, 560))):
+        plain, packed = tmp_path / "plain.tif", tmp_path / "packed.tif"
+        assert stage(path, bands, w, str(plain)) and stage(path, bands, w, str(packed), compress=True)
+        with rasterio.open(plain) as p1, rasterio.open(packed) as p2:
+            assert p2.compression.name == "zstd" and p1.compression is None
+            np.testing.assert_array_equal(p2.read(), p1.read())
+            np.testing.assert_array_equal(p2.read_masks(1), p1.read_masks(1))
+            assert (p2.nodata, p2.transform, p2.descriptions) == (p1.nodata, p1.transform, p1.descriptions)
+        assert packed.stat().st_size < 0.75 * plain.stat().st_size
+        # each tile stored once: no larger than GDAL's own compressed copy of the same values
+        ref = gdal.Translate(str(tmp_path / "ref.tif"), str(plain), creationOptions=[
+            "TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "INTERLEAVE=BAND", *staging.COMPRESSED, "PREDICTOR=2"])
+        ref = None
+        assert packed.stat().st_size <= 1.02 * (tmp_path / "ref.tif").stat().st_size
+        with pytest.raises(staging.CopyTooLarge, match=r"outgrew the \d+ MB of free disk space"):
+            stage(path, bands, w, str(tmp_path / "small.tif"), compress=True, max_bytes=packed.stat().st_size // 3)
+        assert not list(tmp_path.glob("small.tif*"))
+        plain.unlink()
+        packed.unlink()
+
+
+def test_short_disk_compresses_the_copy_or_reads_as_is(tmp_path, monkeypatch):
+    """No room for the uncompressed copy but for a compressed one: the run writes that, says so,
+    and its outputs are those of reading the input as it is. A copy that outgrows the room left
+    is given up for reading as is (auto), or stops the run (always)."""
+    vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
+
+    def no_room_for_copies(needs, what="this run"):
+        if any(p.endswith(".staged.tif") for p, _ in needs):
+            raise ValueError("not enough free disk space (test)")
+
+    monkeypatch.setattr(infer, "check_free_space", no_room_for_copies)
+    runs, kw = {}, dict(model=MODEL, optical=vrt, optical_bands=USA_BANDS, stride=16, probability_dtype="float32")
+    for name, room, mode in (("packed", 1 << 30, "auto"), ("overflow", 4096, "auto"), ("never", None, "never")):
+        out = tmp_path / name
+        out.mkdir()
+        monkeypatch.setattr(infer, "room_left", lambda needs, path: room)
+        monkeypatch.setattr(infer, "staged_bytes", lambda *a: 4 * 4096 if name == "overflow" else 1 << 30)
+        runs[name] = run_scene(SceneRequest(**kw, stage=mode, outputs={k: str(out / f"{k}.tif")
+                                                                        for k in ("probabilities", "dominant")}))
+        assert _hidden(out) == []
+    assert runs["packed"].staged == {"optical": "JPEG 2000 band files"}
+    assert any("it is compressed into the 1024 MB left" in w for w in runs["packed"].warnings)
+    assert runs["overflow"].staged == {} and any("outgrew" in w and "read as it is" in w
+                                                  for w in runs["overflow"].warnings)
+    for name in ("packed", "overflow"):
+        a, b = _read_all(runs[name]), _read_all(runs["never"])
+        for kind in a:
+            np.testing.assert_array_equal(a[kind], b[kind])
+    out = tmp_path / "always"
+    out.mkdir()
+    monkeypatch.setattr(infer, "room_left", lambda needs, path: 4096)
+    monkeypatch.setattr(infer, "staged_bytes", lambda *a: 4 * 4096)
+    with pytest.raises(ValueError, match="not enough free disk space: the compressed copy .* outgrew"):
+        run_scene(SceneRequest(**kw, stage="always", outputs={"dominant": str(out / "d.tif")}))
+    assert list(out.iterdir()) == []
 
 
 def test_bad_stage_option_and_unreadable_input(tmp_path):

@@ -1,0 +1,82 @@
+"""Damaged or truncated inputs (a download cut short) are a clear error that names the file,
+never outputs computed from tiles GDAL could not decode (open_raster.py: GDAL 3.6's
+multi-threaded GeoTIFF decoding returned such tiles as zeros without an error)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import rasterio
+from osgeo import gdal
+
+from core.engine import SceneRequest, infer, run_scene
+from core.engine.align import build_band_vrt
+from core.engine.open_raster import decodes_safely_on_threads
+
+from .test_engine_edges import MODEL, _raster, _tf
+from .test_engine_scenes import USA
+from .test_staging import USA_BANDS
+
+
+def _deflate(src: str, out: Path) -> Path:
+    ds = gdal.Translate(str(out), src, creationOptions=["TILED=YES", "BLOCKXSIZE=128", "BLOCKYSIZE=128",
+                                                        "COMPRESS=DEFLATE"])
+    ds = None
+    return out
+
+
+def _damage_tile(path: Path) -> None:
+    """Overwrite the bytes of band 1's tile (1, 1) with garbage."""
+    ds = gdal.Open(str(path))
+    band = ds.GetRasterBand(1)
+    off, size = (int(band.GetMetadataItem(f"BLOCK_{k}_1_1", "TIFF")) for k in ("OFFSET", "SIZE"))
+    ds = None
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(b"\xff" * size)
+
+
+@pytest.mark.parametrize("damage", ["garbled tile", "cut short"])
+def test_a_damaged_geotiff_is_an_error_and_writes_nothing(tmp_path, damage):
+    raw = _raster(tmp_path / "raw.tif", "s2", 256, 256, _tf())
+    tif = _deflate(raw, tmp_path / "s2.tif")
+    if damage == "garbled tile":
+        _damage_tile(tif)
+    else:
+        os.truncate(tif, int(tif.stat().st_size * 0.6))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match=r"the optical raster .*s2.tif could not be read \(rows 0-256\): .*"
+                                         r"IReadBlock failed.* The file may be damaged or incomplete"):
+        run_scene(SceneRequest(model=MODEL, optical=str(tif), stride=16, outputs={"dominant": str(out / "d.tif")}))
+    assert list(out.iterdir()) == []
+
+
+def test_a_staged_copy_that_cannot_be_read_names_the_input(tmp_path, monkeypatch):
+    """A read error of the temporary copy names the user's input and the copy, and says what to do."""
+    vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
+    real_stage = infer.stage
+
+    def stage_then_cut(path, idx, win, out, *a, **k):
+        done = real_stage(path, idx, win, out, *a, **k)
+        os.truncate(out, os.path.getsize(out) // 2)
+        return done
+
+    monkeypatch.setattr(infer, "stage", stage_then_cut)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match=r"the temporary copy of the optical raster .*usa.vrt \(.*staged.tif\) could "
+                                         r"not be read .* read the input as it is \(stage 'never'\)"):
+        run_scene(SceneRequest(model=MODEL, optical=vrt, optical_bands=USA_BANDS, stride=16,
+                               outputs={"dominant": str(out / "d.tif")}))
+    assert list(out.iterdir()) == []
+
+
+def test_only_jpeg2000_is_decoded_on_several_threads(tmp_path):
+    tif = _raster(tmp_path / "s2.tif", "s2", 32, 32, _tf())
+    cases = {USA[1]: True, build_band_vrt(USA, str(tmp_path / "usa.vrt")): True, tif: False,
+             build_band_vrt([tif], str(tmp_path / "tif.vrt")): False}
+    for path, threads in cases.items():
+        with rasterio.open(path) as src:
+            assert decodes_safely_on_threads(src) is threads, path
