@@ -69,11 +69,21 @@ class BandReader:
         # what a read error names (for a staged copy, the user's input too) and what it advises
         self.name, self.hint = name or f"the raster {path}", hint
         self.src = open_for_blocks(path)
+        self.vrt = None
+        self.helpers: list[rasterio.DatasetReader] = []
+        self._pool: ThreadPoolExecutor | None = None
+        try:
+            self._set_up(indexes, grid, direct, resampling, to_db)
+        except BaseException:
+            self.close()  # no handle left open when the reader cannot be made
+            raise
+
+    def _set_up(self, indexes: Sequence[int], grid: Grid, direct: bool, resampling: Resampling,
+                to_db: bool) -> None:
         self.indexes = list(indexes)
         self.grid = grid
         self.to_db = to_db
         self.nodata = self.src.nodata
-        self.vrt = None
         self.warp: dict | None = None  # WarpedVRT arguments, to reopen it
         self.offset = (0, 0)
         if direct:
@@ -90,14 +100,13 @@ class BandReader:
         self._stored = dt if self.vrt is None and not to_db and dt is not None and dt.kind in "iu" \
             and dt.itemsize <= 2 else None
         self.tile_rows, self.tile_cols = self._ds.block_shapes[0]
-        # a compressed GeoTIFF on the grid: a chunk's tile columns decoded on several threads, each
-        # with a handle of its own (GDAL's own threads hide decoding errors there, open_raster.py)
-        self.helpers: list[rasterio.DatasetReader] = []
-        self._pool: ThreadPoolExecutor | None = None
+        # a compressed GeoTIFF on the grid: a chunk's tiles (or strips) decoded on several threads,
+        # each with a handle of its own (GDAL's own threads hide decoding errors there, open_raster.py)
         n = min(MAX_DECODERS, os.cpu_count() or 1)
         if direct and n > 1 and not decodes_safely_on_threads(self.src) and not (
                 self.src.driver in GEOTIFF_DRIVERS and self.src.compression is None):  # uncompressed: a copy
-            self.helpers = [open_for_blocks(path) for _ in range(n - 1)]
+            for _ in range(n - 1):
+                self.helpers.append(open_for_blocks(self.path))
             self._pool = ThreadPoolExecutor(n - 1, thread_name_prefix="mosaic-decode")
 
     @property
@@ -108,10 +117,19 @@ class BandReader:
 
     def _drop_cached_tiles(self) -> None:
         """Reopen the dataset: GDAL frees the tiles it cached for it (module docstring)."""
+        new: list = []
+        try:
+            for _ in range(1 + len(self.helpers)):
+                new.append(open_for_blocks(self.path))
+            if self.warp is not None:
+                new.insert(1, WarpedVRT(new[0], **self.warp))
+        except BaseException:
+            for ds in new:  # the old handles stay, for close()
+                ds.close()
+            raise
         old = (self.vrt, self.src, *self.helpers)
-        self.src = open_for_blocks(self.path)
-        self.vrt = WarpedVRT(self.src, **self.warp) if self.warp is not None else None
-        self.helpers = [open_for_blocks(self.path) for _ in self.helpers]
+        self.src, self.vrt = new[0], new[1] if self.warp is not None else None
+        self.helpers = new[2 if self.warp is not None else 1:]
         for ds in old:
             if ds is not None:
                 ds.close()
@@ -146,22 +164,30 @@ class BandReader:
         return bad
 
     def _read_chunk(self, cw: Window, out: np.ndarray) -> None:
-        """Read ``cw`` into ``out``: at once, or, with helpers, its tile columns in as many parts,
-        read side by side (each part's errors raised here, after every part has ended)."""
+        """Read ``cw`` into ``out``: at once, or, with helpers, in as many parts along its tile
+        columns (along its rows, on whole strips, for a striped file), read side by side (each
+        part's errors raised here, after every part has ended)."""
         if not self.helpers:
             self._ds.read(self.indexes, window=cw, out=out)
             return
-        c0, c1 = int(cw.col_off), int(cw.col_off + cw.width)
+        striped = self.tile_cols >= self.src.width
+        if striped:
+            lo, hi, unit = int(cw.row_off), int(cw.row_off + cw.height), self.tile_rows
+        else:
+            lo, hi, unit = int(cw.col_off), int(cw.col_off + cw.width), self.tile_cols
         handles = [self.src, *self.helpers]
-        step = self.tile_cols * max(1, -(-math.ceil((c1 - c0) / self.tile_cols) // len(handles)))
-        cuts = aligned_cuts(c0, c1, step)
+        step = unit * max(1, -(-math.ceil((hi - lo) / unit) // len(handles)))
+        cuts = aligned_cuts(lo, hi, step)
         parts: list[list[tuple[int, int]]] = [[] for _ in handles]
         for k, (a, b) in enumerate(zip(cuts, cuts[1:])):
             parts[k % len(handles)].append((a, b))
 
         def read(ds, spans: list[tuple[int, int]]) -> None:
             for a, b in spans:
-                ds.read(self.indexes, window=Window(a, cw.row_off, b - a, cw.height), out=out[:, :, a - c0: b - c0])
+                if striped:
+                    ds.read(self.indexes, window=Window(cw.col_off, a, cw.width, b - a), out=out[:, a - lo: b - lo])
+                else:
+                    ds.read(self.indexes, window=Window(a, cw.row_off, b - a, cw.height), out=out[:, :, a - lo: b - lo])
 
         futures = [self._pool.submit(read, ds, spans) for ds, spans in zip(handles[1:], parts[1:]) if spans]
         try:
@@ -280,7 +306,7 @@ class BandReader:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         for ds in (self.vrt, self.src, *self.helpers):
-            if ds is not None:
+            if ds is not None and not ds.closed:
                 ds.close()
 
 

@@ -59,7 +59,7 @@ from .fused import fuse_pointwise
 from .grid_store import GridStore
 from .heap import release_freed, retained_heap
 from .staging import (STAGE_MODES, CopyTooLarge, remove_staged, slow_to_decode, source_window, stage, staged_bytes,
-                      why_not_exact)
+                      staged_size, why_not_exact)
 from .strips import Input, strip_encoder
 from .writer import CLUSTER_COLORS, PROB_SCALE, OutputRaster, multihot_dtype
 
@@ -570,32 +570,33 @@ def _staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any],
 
 
 def _fit_staging(to_stage: dict[str, tuple[Any, str, int, str]], needs: list[tuple[str, int]], what: str,
-                 mode: str, warns: list[str]) -> dict[str, int]:
+                 mode: str, warns: list[str]) -> int | None:
     """Where the disk lacks room for the uncompressed copies of ``to_stage`` beside ``needs``:
-    {modality: at most so many bytes} of copies to be compressed into the room left, when it
-    holds at least a quarter of their size (real Sentinel-2 bands compress 2-2.5x); else, with
-    ``auto``, the inputs are read as they are (``to_stage`` emptied) and with ``always`` the
-    disk-space error is raised."""
+    the bytes that compressed copies may share, when that is at least a third of their size
+    (real Sentinel-2 bands compress 2-2.5x: with less, the copy would outgrow it near its end
+    and the time spent on it be lost); else, with ``auto``, the inputs are read as they are
+    (``to_stage`` emptied) and with ``always`` the disk-space error is raised. None: room enough
+    for uncompressed copies."""
     if not to_stage:
-        return {}
+        return None
     full = sum(n for _, _, n, _ in to_stage.values())
     try:
         check_free_space(needs + [(p, n) for _, p, n, _ in to_stage.values()], what)
-        return {}
+        return None
     except ValueError:
         room = room_left(needs, next(iter(to_stage.values()))[1])
-        if room >= full // 4:
+        if room >= full // 3:
             warns.append(f"not enough free disk space for an uncompressed temporary copy of the input(s) decoded once "
                          f"({full / MB:.0f} MB): it is compressed into the {room / MB:.0f} MB left, which makes it "
                          f"a little slower to read")
-            return {m: room * n // full for m, (_, _, n, _) in to_stage.items()}
+            return room
         if mode == "always":
             raise
     warns.append("not enough free disk space to decode the JPEG 2000 input(s) once into a temporary copy "
-                 f"({full / MB:.0f} MB, or a quarter of that compressed): read as they are, which is several "
+                 f"({full / MB:.0f} MB, or a third of that compressed): read as they are, which is several "
                  "times slower")
     to_stage.clear()
-    return {}
+    return None
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -754,7 +755,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         needs = _disk_needs(req, specs, out_h * out_w, store_bytes)
         what = f"this {mode} run ({out_w} x {out_h} output cells)"
         check_free_space(needs, what)
-        squeeze = _fit_staging(to_stage, needs, what, req.stage, warns)
+        room = _fit_staging(to_stage, needs, what, req.stage, warns)  # None: uncompressed copies
         for kind, path in req.outputs.items():
             if kind != "clusters":
                 outs[kind] = OutputRaster(path, kind, **specs[kind], **common)
@@ -771,15 +772,21 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         total_steps = nblocks * ((2 if mode == "dense" else 1) + (1 if want_clusters else 0) + len(to_stage))
         step = 0
         staged: dict[str, str] = {}
-        for m, (win, path, _, why) in list(to_stage.items()):  # weighed as one pass over the blocks each
+        still = sum(n for _, _, n, _ in to_stage.values())  # uncompressed bytes of the copies still to make
+        for m, (win, path, nbytes, why) in list(to_stage.items()):  # weighed as one pass over the blocks each
             done, label = step, "optical" if m == "s2" else "SAR"
             staged_files.append(path)
             step += nblocks
+            # compressed copies share the room: each its share of what the ones before it left
+            budget = None if room is None else room * nbytes // still
+            still -= nbytes
             try:
                 if not stage(srcs[m].name, maps[m].indexes, win, path,
                              lambda f: progress((done + f * nblocks) / total_steps), is_cancelled,
-                             compress=m in squeeze, max_bytes=squeeze.get(m)):
+                             compress=room is not None, max_bytes=budget):
                     raise Cancelled("cancelled")
+                if room is not None:
+                    room -= staged_size(path)
             except CopyTooLarge as e:
                 if req.stage == "always":
                     raise ValueError(f"not enough free disk space: {e}. Free some space or write the outputs "

@@ -26,8 +26,10 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtif")
 
 def open_for_blocks(path: str) -> rasterio.DatasetReader:
     """``path`` opened for block reads (module docstring). The options are set only while the
-    file opens (and, outside the main thread, only for the calling thread)."""
-    with rasterio.Env(GTIFF_DIRECT_IO="YES"):
+    file opens (and, outside the main thread, only for the calling thread). One decoding thread
+    is asked for explicitly: GDAL would otherwise take ``GDAL_NUM_THREADS`` from the environment
+    or from a global setting made by other code in the process (QGIS, another plugin)."""
+    with rasterio.Env(GTIFF_DIRECT_IO="YES", GDAL_NUM_THREADS="1"):
         src = rasterio.open(path)
     if not decodes_safely_on_threads(src):
         return src

@@ -1,6 +1,8 @@
 """BandReader: direct reads of rasters already on the reference grid, and how they find no-data."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import rasterio
@@ -222,25 +224,39 @@ def test_chunked_reads_equal_one_read(tmp_path, monkeypatch, chunk):
                 np.testing.assert_array_equal(x, y)
 
 
-def test_tile_columns_decoded_side_by_side_equal_one_read(tmp_path, monkeypatch):
-    """A compressed GeoTIFF's chunks read in parts by several handles on several threads
-    (``BandReader.helpers``): the same values, no-data and outside pixels as one handle, for
-    windows that start and end inside tiles or outside the file, in chunks of 48 rows."""
+@pytest.mark.parametrize("tiled", [True, False])
+def test_tile_columns_decoded_side_by_side_equal_one_read(tmp_path, monkeypatch, tiled):
+    """A compressed GeoTIFF's chunks read in parts (tile columns; rows of whole strips for a
+    striped file) by several handles on several threads (``BandReader.helpers``): the same
+    values, no-data and outside pixels as one handle, for windows that start and end inside
+    tiles or strips or outside the file, in chunks of about 48 rows."""
     from core.engine import band_reader
     monkeypatch.setattr(band_reader, "CHUNK_ROWS", 48)
     a = _values((3, 90, 150))
     a[2, 30:60, 40:120] = 0  # no-data across tiles, parts and a chunk edge
-    p = _tiled(tmp_path / "t.tif", a, Affine(10, 0, 500000, 0, -10, 4000000), nodata=0)
+    tf = Affine(10, 0, 500000, 0, -10, 4000000)
+    if tiled:
+        p = _tiled(tmp_path / "t.tif", a, tf, nodata=0)
+    else:
+        with rasterio.open(tmp_path / "t.tif", "w", driver="GTiff", width=150, height=90, count=3, dtype="uint16",
+                           crs=UTM, transform=tf, nodata=0, blockysize=7, compress="deflate") as ds:
+            ds.write(a)
+        p = str(tmp_path / "t.tif")
     g = _grid(500000 - 10 * 3, 4000000 + 10 * 5, 160, 100)
-    got = {}
+    got, readers = {}, set()
+    real_read = rasterio.io.DatasetReader.read
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", lambda self, *a, **k: readers.add(
+        threading.current_thread().name) or real_read(self, *a, **k))
     for cores in (1, 4):
         monkeypatch.setattr(band_reader.os, "cpu_count", lambda: cores)
         r = BandReader(p, [3, 1], g, True)
+        readers.clear()
         try:
             assert len(r.helpers) == cores - 1
             got[cores] = (r.read(-4, 2, 100, 150, pixel_interleaved=True), *r.read_stored(7, 13, 80, 101))
         finally:
             r.close()
+        assert len(readers) == cores  # each thread read a part
     assert np.isnan(got[1][0][:, 4 + 5 + 35, 3 + 50 - 2]).all() and got[1][2][5 + 35 - 7, 3 + 50 - 13]
     for x, y in zip(got[4], got[1]):
         np.testing.assert_array_equal(x, y)

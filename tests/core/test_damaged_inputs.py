@@ -19,30 +19,36 @@ from .test_engine_scenes import USA
 from .test_staging import USA_BANDS
 
 
-def _deflate(src: str, out: Path) -> Path:
-    ds = gdal.Translate(str(out), src, creationOptions=["TILED=YES", "BLOCKXSIZE=128", "BLOCKYSIZE=128",
-                                                        "COMPRESS=DEFLATE"])
+def _deflate(src: str, out: Path, tiled: bool = True) -> Path:
+    layout = ["TILED=YES", "BLOCKXSIZE=128", "BLOCKYSIZE=128"] if tiled else ["BLOCKYSIZE=16"]  # strips of 16 rows
+    ds = gdal.Translate(str(out), src, creationOptions=[*layout, "COMPRESS=DEFLATE"])
     ds = None
     return out
 
 
-def _damage_tile(path: Path) -> None:
-    """Overwrite the bytes of band 1's tile (1, 1) with garbage."""
+def _damage_tile(path: Path, x: int = 1, y: int = 1) -> None:
+    """Overwrite the bytes of band 1's tile (or strip) (x, y) with garbage."""
     ds = gdal.Open(str(path))
     band = ds.GetRasterBand(1)
-    off, size = (int(band.GetMetadataItem(f"BLOCK_{k}_1_1", "TIFF")) for k in ("OFFSET", "SIZE"))
+    off, size = (int(band.GetMetadataItem(f"BLOCK_{k}_{x}_{y}", "TIFF")) for k in ("OFFSET", "SIZE"))
     ds = None
     with open(path, "r+b") as f:
         f.seek(off)
         f.write(b"\xff" * size)
 
 
+@pytest.mark.parametrize("tiled", [True, False])
 @pytest.mark.parametrize("damage", ["garbled tile", "cut short"])
-def test_a_damaged_geotiff_is_an_error_and_writes_nothing(tmp_path, damage):
+def test_a_damaged_geotiff_is_an_error_and_writes_nothing(tmp_path, monkeypatch, damage, tiled):
+    """Tiled and striped files, read in parts by several threads (four cores said), with GDAL
+    told to decode on all cores by the environment (which the engine must not follow)."""
+    from core.engine import band_reader
+    monkeypatch.setattr(band_reader.os, "cpu_count", lambda: 4)
+    monkeypatch.setenv("GDAL_NUM_THREADS", "ALL_CPUS")
     raw = _raster(tmp_path / "raw.tif", "s2", 256, 256, _tf())
-    tif = _deflate(raw, tmp_path / "s2.tif")
+    tif = _deflate(raw, tmp_path / "s2.tif", tiled)
     if damage == "garbled tile":
-        _damage_tile(tif)
+        _damage_tile(tif, *((1, 1) if tiled else (0, 11)))  # in a part that a helper thread reads
     else:
         os.truncate(tif, int(tif.stat().st_size * 0.6))
     out = tmp_path / "out"

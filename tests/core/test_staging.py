@@ -255,6 +255,35 @@ def test_compressed_copy_reads_the_same_and_stops_past_its_room(tmp_path, monkey
         packed.unlink()
 
 
+def test_compressed_copy_in_several_parts_stores_each_tile_once(tmp_path):
+    """A copy written in several parts (two 1024-row strips per band; four 1024 px windows, the
+    input's tiles cut elsewhere): the values, and no larger than GDAL's own compressed copy, so no
+    tile was stored twice; past its room it stops after some parts were written."""
+    from osgeo import gdal
+
+    rng = np.random.default_rng(0)
+    ramp = (np.arange(1300)[None, :] + np.arange(1100)[:, None]).astype("uint16")
+    a = np.stack([ramp + rng.integers(0, 8, ramp.shape, dtype="uint16") for _ in range(4)])
+    for interleave, bands in (("band", [4, 2, 1]), ("pixel", [1, 2, 3])):
+        src = tmp_path / f"{interleave}.tif"
+        with rasterio.open(src, "w", driver="GTiff", width=1300, height=1100, count=4, dtype="uint16",
+                           crs="EPSG:32633", transform=_tf(), tiled=True, interleave=interleave) as ds:
+            ds.write(a)
+        packed, ref = tmp_path / f"{interleave}_st.tif", tmp_path / f"{interleave}_ref.tif"
+        assert stage(str(src), bands, Window(100, 60, 1200, 1040), str(packed), compress=True)
+        with rasterio.open(packed) as st:
+            np.testing.assert_array_equal(st.read(), a[[b - 1 for b in bands], 60:1100, 100:1300])
+        ds = gdal.Translate(str(ref), str(src), bandList=bands, srcWin=[100, 60, 1200, 1040], creationOptions=[
+            "TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "INTERLEAVE=BAND", *staging.COMPRESSED, "PREDICTOR=2"])
+        ds = None
+        assert packed.stat().st_size <= 1.02 * ref.stat().st_size
+    seen = []  # band by band: a strip of one band is 1024 x 1300 x 3 bytes at most; kept back twice
+    with pytest.raises(staging.CopyTooLarge):
+        stage(str(tmp_path / "band.tif"), [1, 2, 3, 4], Window(0, 0, 1300, 1100), str(tmp_path / "x.tif"),
+              progress=seen.append, compress=True, max_bytes=2 * 1024 * 1300 * 3 + packed.stat().st_size // 2)
+    assert 0 < max(seen) < 1 and not list(tmp_path.glob("x.tif*"))
+
+
 def test_short_disk_compresses_the_copy_or_reads_as_is(tmp_path, monkeypatch):
     """No room for the uncompressed copy but for a compressed one: the run writes that, says so,
     and its outputs are those of reading the input as it is. A copy that outgrows the room left
@@ -271,7 +300,7 @@ def test_short_disk_compresses_the_copy_or_reads_as_is(tmp_path, monkeypatch):
         out = tmp_path / name
         out.mkdir()
         monkeypatch.setattr(infer, "room_left", lambda needs, path: room)
-        monkeypatch.setattr(infer, "staged_bytes", lambda *a: 4 * 4096 if name == "overflow" else 1 << 30)
+        monkeypatch.setattr(infer, "staged_bytes", lambda *a: 3 * 4096 if name == "overflow" else 1 << 30)
         runs[name] = run_scene(SceneRequest(**kw, stage=mode, outputs={k: str(out / f"{k}.tif")
                                                                         for k in ("probabilities", "dominant")}))
         assert _hidden(out) == []
@@ -286,7 +315,7 @@ def test_short_disk_compresses_the_copy_or_reads_as_is(tmp_path, monkeypatch):
     out = tmp_path / "always"
     out.mkdir()
     monkeypatch.setattr(infer, "room_left", lambda needs, path: 4096)
-    monkeypatch.setattr(infer, "staged_bytes", lambda *a: 4 * 4096)
+    monkeypatch.setattr(infer, "staged_bytes", lambda *a: 3 * 4096)
     with pytest.raises(ValueError, match="not enough free disk space: the compressed copy .* outgrew"):
         run_scene(SceneRequest(**kw, stage="always", outputs={"dominant": str(out / "d.tif")}))
     assert list(out.iterdir()) == []
@@ -337,27 +366,35 @@ def test_band_copy_with_a_mask_reports_progress_in_order_and_fits_its_estimate(t
         np.testing.assert_array_equal(st.read_masks(1), mask)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
 @pytest.mark.parametrize("exceptions", [False, True])
-def test_a_failed_write_is_an_error_and_leaves_no_copy(tmp_path, exceptions):
+def test_a_failed_write_is_an_error_and_leaves_no_copy(tmp_path, monkeypatch, exceptions, compressed):
     """A disk that fills up while the copy is written (a file size limit here): an error, never a
-    copy with zeros where its tiles did not fit, whether or not GDAL raises exceptions."""
+    copy with zeros where its tiles did not fit, whether or not GDAL raises exceptions. For a
+    compressed copy on a disk that is then full, ``CopyTooLarge``: the run reads the input as it is."""
     import resource
     import signal
+    from collections import namedtuple
 
     from osgeo import gdal
 
     src = tmp_path / "big.tif"
+    values = np.random.default_rng(0).integers(0, 65535, (2, 1024, 1024), dtype="uint16")  # incompressible
     with rasterio.open(src, "w", driver="GTiff", width=1024, height=1024, count=2, dtype="uint16", crs="EPSG:32633",
                        transform=_tf(), tiled=True, compress="deflate") as ds:
-        ds.write(np.full((2, 1024, 1024), 7, "uint16"))
+        ds.write(values)
+    if compressed:
+        monkeypatch.setattr(staging.shutil, "disk_usage", lambda p: namedtuple("U", "total used free")(9, 9, 0))
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     was_on = gdal.GetUseExceptions()
     gdal.UseExceptions() if exceptions else gdal.DontUseExceptions()
     resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, old_limit[1]))  # the copy needs 4 MB
     try:
-        with pytest.raises(ValueError, match="big.tif into a temporary copy"):
-            stage(str(src), [1, 2], Window(0, 0, 1024, 1024), str(tmp_path / "st.tif"))
+        with pytest.raises(staging.CopyTooLarge if compressed else ValueError,
+                           match="outgrew the free disk space" if compressed else "big.tif into a temporary copy"):
+            stage(str(src), [1, 2], Window(0, 0, 1024, 1024), str(tmp_path / "st.tif"), compress=compressed,
+                  max_bytes=1 << 40 if compressed else None)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
         signal.signal(signal.SIGXFSZ, old_handler)
