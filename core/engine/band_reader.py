@@ -117,22 +117,18 @@ class BandReader:
 
     def _drop_cached_tiles(self) -> None:
         """Reopen the dataset: GDAL frees the tiles it cached for it (module docstring)."""
-        new: list = []
+        src, vrt, helpers = None, None, []
         try:
-            for _ in range(1 + len(self.helpers)):
-                new.append(open_for_blocks(self.path))
-            if self.warp is not None:
-                new.insert(1, WarpedVRT(new[0], **self.warp))
+            src = open_for_blocks(self.path)
+            vrt = WarpedVRT(src, **self.warp) if self.warp is not None else None
+            for _ in self.helpers:
+                helpers.append(open_for_blocks(self.path))
         except BaseException:
-            for ds in new:  # the old handles stay, for close()
-                ds.close()
+            _close_all([vrt, src, *helpers])  # the old handles stay, for close()
             raise
-        old = (self.vrt, self.src, *self.helpers)
-        self.src, self.vrt = new[0], new[1] if self.warp is not None else None
-        self.helpers = new[2 if self.warp is not None else 1:]
-        for ds in old:
-            if ds is not None:
-                ds.close()
+        old = [self.vrt, self.src, *self.helpers]
+        self.src, self.vrt, self.helpers = src, vrt, helpers
+        _close_all(old)
 
     def _chunks(self, win: Window) -> list[tuple[int, int]]:
         """Row ranges [a, b) of ``win`` (from its first row) read between two cache drops:
@@ -305,9 +301,14 @@ class BandReader:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        for ds in (self.vrt, self.src, *self.helpers):
-            if ds is not None and not ds.closed:
-                ds.close()
+        _close_all([self.vrt, self.src, *self.helpers])
+
+
+def _close_all(datasets: list) -> None:
+    """Close the datasets of a list (None and closed ones skipped), the warped views first."""
+    for ds in datasets:
+        if ds is not None and not ds.closed:
+            ds.close()
 
 
 def _mask_plan(src: rasterio.DatasetReader, indexes: Sequence[int]) -> tuple[str, object]:

@@ -76,9 +76,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="read blocks one at a time instead of one block ahead on a second thread: "
                         "about 0.5 GB less peak memory at 2048 px blocks, 5-25%% slower")
     g.add_argument("--stage", default="auto", choices=["auto", "always", "never"],
-                   help="decode an input once into a temporary uncompressed GeoTIFF beside the outputs before "
-                        "the run, instead of block by block with halos: auto does it for JPEG 2000 (4x faster "
-                        "on Sentinel-2 band files), where the disk has room (default: auto)")
+                   help="decode an input once into a temporary GeoTIFF beside the outputs before the run, "
+                        "instead of block by block with halos: auto does it for JPEG 2000 (4x faster on "
+                        "Sentinel-2 band files), compressed where the disk is short (default: auto)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

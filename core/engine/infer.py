@@ -579,19 +579,18 @@ def _fit_staging(to_stage: dict[str, tuple[Any, str, int, str]], needs: list[tup
     for uncompressed copies."""
     if not to_stage:
         return None
-    full = sum(n for _, _, n, _ in to_stage.values())
-    try:
-        check_free_space(needs + [(p, n) for _, p, n, _ in to_stage.values()], what)
+    copies = [(p, n) for _, p, n, _ in to_stage.values()]  # all beside the outputs, on one disk
+    full = sum(n for _, n in copies)
+    room = room_left(needs, copies[0][0])
+    if room >= full:
         return None
-    except ValueError:
-        room = room_left(needs, next(iter(to_stage.values()))[1])
-        if room >= full // 3:
-            warns.append(f"not enough free disk space for an uncompressed temporary copy of the input(s) decoded once "
-                         f"({full / MB:.0f} MB): it is compressed into the {room / MB:.0f} MB left, which makes it "
-                         f"a little slower to read")
-            return room
-        if mode == "always":
-            raise
+    if room >= full // 3:
+        warns.append(f"not enough free disk space for an uncompressed temporary copy of the input(s) decoded once "
+                     f"({full / MB:.0f} MB): it is compressed into the {room / MB:.0f} MB left, which makes it "
+                     f"a little slower to read")
+        return room
+    if mode == "always":
+        check_free_space(needs + copies, what)  # raises, with the figures
     warns.append("not enough free disk space to decode the JPEG 2000 input(s) once into a temporary copy "
                  f"({full / MB:.0f} MB, or a third of that compressed): read as they are, which is several "
                  "times slower")
@@ -797,16 +796,16 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
             staged[label] = why
         for m, src in srcs.items():
             mean, std = em.stats[m]
-            what, hint = f"the {'optical' if m == 's2' else 'SAR'} raster {src.name}", DAMAGED
+            name, hint = f"the {'optical' if m == 's2' else 'SAR'} raster {src.name}", DAMAGED
             if m in to_stage:  # the staged copy holds the model's bands, in its order
                 path, idx = to_stage[m][1], list(range(1, len(maps[m].indexes) + 1))
-                what = f"the temporary copy of {what} ({path})"
+                name = f"the temporary copy of {name} ({path})"
                 hint = ("The disk beside the outputs may have failed; write the outputs to another disk, or read "
                         "the input as it is (stage 'never')")
             else:
                 path, idx = src.name, maps[m].indexes
             readers.append(_Input(m, path, BandReader(path, idx, grid, direct[m], to_db=to_db and m == "s1",
-                                                      name=what, hint=hint), mean, std))
+                                                      name=name, hint=hint), mean, std))
 
         def finish_block(blk: W.Block, probs, emb, valid) -> None:
             """Write a block's outputs, sample its embeddings for K-means, report progress."""

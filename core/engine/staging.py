@@ -46,6 +46,7 @@ JPEG2000_SUFFIXES = {".jp2", ".j2k", ".j2c", ".jpx", ".jpf"}
 HEADER_BYTES = 64 * 1024
 STRIP_ROWS = 1024  # rows of the strips a staging copy goes by
 TILE = 512         # the staged file's tiles
+PACKED_WINDOW = 2 * TILE  # the windows a compressed pixel-interleaved copy goes by, on its own tiles
 # a compressed copy: fast ZSTD, on all cores; the predictor (2: integer differences, 3: floats)
 # makes Sentinel-2 reflectance ~20 % smaller than ZSTD alone
 COMPRESSED = ["COMPRESS=ZSTD", "ZSTD_LEVEL=1", "NUM_THREADS=ALL_CPUS"]
@@ -163,17 +164,16 @@ def stage(path: str, indexes: Sequence[int], win: Window, out: str,
         # strips of whole output tiles where compressed (``STRIP_ROWS`` is, unless a test changes it)
         strip = -(-STRIP_ROWS // TILE) * TILE if compress else STRIP_ROWS
         w = int(win.width)  # the most a part writes, uncompressed: a strip of one band, or a window
-        part = (2 * TILE * min(w, 2 * TILE) * len(indexes) if by_windows else strip * w) * (item + 1)
+        part = (PACKED_WINDOW * min(w, PACKED_WINDOW) * len(indexes) if by_windows else strip * w) * (item + 1)
         budget = None if max_bytes is None else max_bytes - 2 * part
 
         def written() -> None:
-            """After each part: stop a copy that outgrew its room."""
+            """Before the first part and after each: stop a copy that outgrew its room."""
             if budget is not None and staged_size(out) > budget:
                 raise CopyTooLarge(f"the compressed copy of {path} outgrew the {max_bytes / 2**20:.0f} MB "
                                    f"of free disk space left for it")
 
-        if budget is not None and budget < 0:
-            written()
+        written()  # a room smaller than the two parts kept back: nothing is decoded
         parts = dict(progress=progress or (lambda f: None), is_cancelled=is_cancelled or (lambda: False),
                      written=written)
         if by_windows:  # a compressed tile written twice takes its room twice: windows on whole output tiles
@@ -260,12 +260,13 @@ def _by_windows(path: str, dst, indexes: list[int], win: Window, mask: bool,
     bx, by = src.GetRasterBand(indexes[0]).GetBlockSize()
     # whole tiles, about STRIP_ROWS a side; STRIP_ROWS where a tile is much larger (a file in one
     # tile or strip is then decoded per window, but never held whole)
-    sx = bx * max(1, round(STRIP_ROWS / bx)) if bx <= 2 * STRIP_ROWS else STRIP_ROWS
-    sy = by * max(1, round(STRIP_ROWS / by)) if by <= 2 * STRIP_ROWS else STRIP_ROWS
-    cols, rows = aligned_cuts(x0, x0 + w, sx), aligned_cuts(y0, y0 + h, sy)  # cut where the input's tiles start
-    if output_tiles:
-        cols = [x0 + c for c in aligned_cuts(0, w, 2 * TILE)]
-        rows = [y0 + r for r in aligned_cuts(0, h, 2 * TILE)]
+    if output_tiles:  # cut where the copy's tiles start
+        cols = [x0 + c for c in aligned_cuts(0, w, PACKED_WINDOW)]
+        rows = [y0 + r for r in aligned_cuts(0, h, PACKED_WINDOW)]
+    else:  # cut where the input's tiles start
+        sx = bx * max(1, round(STRIP_ROWS / bx)) if bx <= 2 * STRIP_ROWS else STRIP_ROWS
+        sy = by * max(1, round(STRIP_ROWS / by)) if by <= 2 * STRIP_ROWS else STRIP_ROWS
+        cols, rows = aligned_cuts(x0, x0 + w, sx), aligned_cuts(y0, y0 + h, sy)
     item = gdal.GetDataTypeSize(src.GetRasterBand(indexes[0]).DataType) // 8
     n = len(indexes)
     for ra, rb in zip(rows, rows[1:]):

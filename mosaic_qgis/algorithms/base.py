@@ -213,9 +213,9 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
         self._add(
             QgsProcessingParameterEnum(self.STAGE, self.tr("Decode inputs once first"), options=list(STAGE),
                                        defaultValue=0),
-            "auto: JPEG 2000 inputs (Sentinel-2 band files) are decoded once into a temporary uncompressed copy "
-            "beside the outputs before the run, about 4x faster than decoding them block by block, where the "
-            "disk has room; always: any input; never: read the inputs as they are.",
+            "auto: JPEG 2000 inputs (Sentinel-2 band files) are decoded once into a temporary copy beside the "
+            "outputs before the run, about 4x faster than decoding them block by block (the copy is compressed "
+            "where the disk is short); always: any input; never: read the inputs as they are.",
             advanced=True,
         )
 
