@@ -366,24 +366,27 @@ def _block_buffers(inputs: list[_Input], blk: W.Block, dense: bool) -> list[np.n
 
 def _read_block(inputs: list[_Input], grid: Grid, blk: W.Block, stride: int,
                 layout: Callable[[torch.Tensor], torch.Tensor] | None,
-                buffers: list[np.ndarray] | None = None, whole_window: bool = False) -> list[_BlockInput]:
+                buffers: list[np.ndarray] | None = None, whole_window: bool = False,
+                then: W.Block | None = None) -> list[_BlockInput]:
     """Every input of a block on the reference grid, normalised (no-data -> 0) and, for dense
     mode, in the encoders' layout. Runs on the prefetch thread, beside the encoders. An input
     is left out (values None) where none of the block's cells has it, or with ``whole_window``
-    (dense: neighbours pool its features) where its whole read window is no-data.
+    (dense: neighbours pool its features) where its whole read window is no-data. ``then``: the
+    block read next (the readers keep the decoded columns the two share).
 
     Dense inputs stored as 8/16-bit integers (Sentinel-2 reflectance) stay in that type until
     their encoder runs: the block read ahead then holds half the memory of float32."""
     out = []
     box = (blk.read_row0, blk.read_col0, blk.read_rows, blk.read_cols)
+    nxt = None if then is None else (then.read_row0, then.read_col0, then.read_rows, then.read_cols)
     buffers = buffers or _block_buffers(inputs, blk, layout is not None)
     for inp, buf in zip(inputs, buffers):
         stored = layout is not None and inp.reader.stored_dtype is not None
         if stored:
-            raw, invalid = inp.reader.read_stored(*box, pixel_interleaved=True, out=buf)
+            raw, invalid = inp.reader.read_stored(*box, pixel_interleaved=True, out=buf, then=nxt)
             valid = ~torch.from_numpy(invalid)
         else:
-            a = torch.from_numpy(inp.reader.read(*box, pixel_interleaved=layout is not None, out=buf))
+            a = torch.from_numpy(inp.reader.read(*box, pixel_interleaved=layout is not None, out=buf, then=nxt))
             # a pixel is valid where every band is finite: the band sum is NaN/inf otherwise (7x faster
             # than isfinite(a).all(0) on the channels-last layout, whose band axis is the innermost).
             # The reader fills pixels outside the grid with NaN, so they are invalid too.
@@ -490,6 +493,11 @@ class _Prefetcher(Generic[_B]):
                     return
                 data = fut.result()
             yield blk, data
+
+
+def _following(blocks: list[W.Block]) -> dict[int, W.Block]:
+    """Block index -> the block read after it."""
+    return {b.index: n for b, n in zip(blocks, blocks[1:])}
 
 
 def _store_tag(req: SceneRequest) -> str:
@@ -848,9 +856,11 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 c0, nc = axes[1].read_window(ca, cb, halo)
                 return dataclasses.replace(b, read_row0=r0, read_col0=c0, read_rows=nr, read_cols=nc)
 
-            blocks = map(encode_block, W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride))
+            blocks = [encode_block(b) for b in W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride)]
+            after = _following(blocks)
             reads = _Prefetcher(pool if req.prefetch else None, blocks,
-                                lambda b, bufs=None: _read_block(readers, grid, b, stride, em.prepare, bufs, True),
+                                lambda b, bufs=None: _read_block(readers, grid, b, stride, em.prepare, bufs, True,
+                                                                 after.get(b.index)),
                                 lambda b: _block_buffers(readers, b, True))
             ctx = halo // em.stride
             for blk, data in reads:
@@ -875,9 +885,11 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                     if pres.any() else {}
                 finish_block(blk, *_head_outputs(em, feats, present, blk))
         else:
-            blocks = W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride)
+            blocks = list(W.iter_blocks(grid.height, grid.width, stride, block, halo, em.stride))
+            after = _following(blocks)
             reads = _Prefetcher(pool if req.prefetch else None, blocks,
-                                lambda b, bufs=None: _read_block(readers, grid, b, stride, None, bufs),
+                                lambda b, bufs=None: _read_block(readers, grid, b, stride, None, bufs,
+                                                                 then=after.get(b.index)),
                                 lambda b: _block_buffers(readers, b, False))
             for blk, data in reads:
                 check()

@@ -262,6 +262,60 @@ def test_tile_columns_decoded_side_by_side_equal_one_read(tmp_path, monkeypatch,
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("cores", [1, 4])
+def test_reads_told_the_next_keep_the_columns_it_shares(tmp_path, monkeypatch, cores):
+    """Blocks along a row, each told the next (``then``): every read equals a read on its own
+    (values, no-data, pixels outside the file; float and stored, both layouts, with helpers or
+    not), and the next read decodes only from the end of the kept tile column on. A read that
+    is not the one announced, or of other rows, ignores what was kept."""
+    from core.engine import band_reader
+    monkeypatch.setattr(band_reader.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(band_reader, "CHUNK_ROWS", 32)
+    a = _values((3, 90, 150))
+    a[1, 20:70, 55:75] = 0  # no-data across the columns two blocks share
+    p = _tiled(tmp_path / "t.tif", a, Affine(10, 0, 500000, 0, -10, 4000000), nodata=0)
+    g = _grid(500000 - 10 * 3, 4000000 + 10 * 5, 160, 100)  # the file starts 5 rows and 3 columns in
+    boxes = [(-4, c, 70, 60) for c in (-10, 30, 70, 110)] + [(50, c, 60, 60) for c in (-10, 30, 70)] + [
+        (50, 125, 60, 40), (40, 70, 50, 50)]  # then one not announced: other columns, other rows
+    fresh = []
+    real = BandReader._read_chunk
+    monkeypatch.setattr(BandReader, "_read_chunk", lambda self, cw, *x: fresh.append((self, cw)) or real(self, cw, *x))
+    for interleaved in (True, False):
+        for stored in (True, False):
+            r, alone = BandReader(p, [2, 3], g, True), BandReader(p, [2, 3], g, True)
+            try:
+                assert r._keeps
+                for k, box in enumerate(boxes):
+                    then = boxes[k + 1] if k < 7 else (50, 140, 60, 20)
+                    fresh.clear()
+                    if stored:
+                        got, want = r.read_stored(*box, interleaved, then=then), alone.read_stored(*box, interleaved)
+                    else:
+                        got, want = (r.read(*box, interleaved, then=then),), (alone.read(*box, interleaved),)
+                    for x, y in zip(got, want):
+                        np.testing.assert_array_equal(x, y)
+                    # file columns = grid columns - 3; after (-4, -10, 70, 60) (file columns 0..46) the
+                    # read kept 27..47, up to its last tile's end, so (-4, 30, 70, 60) decodes from 48 on
+                    first = {1: 48, 2: 96, 3: 128, 5: 48, 6: 96, 7: 128}.get(k, box[1] - 3 if box[1] > 0 else 0)
+                    assert {int(w.col_off) for rd, w in fresh if rd is r and w.width} == {first}
+                    if k == 1:  # file row 30, column 58 is no-data, in the columns this read was given
+                        assert got[1][39, 31] if stored else np.isnan(got[0][:, 39, 31]).all()
+            finally:
+                r.close()
+                alone.close()
+
+
+def test_uncompressed_reads_keep_nothing(tmp_path):
+    """An uncompressed file is read without decoding: nothing to keep for the next read."""
+    p = _write(tmp_path / "u.tif", _values((2, 40, 60)), Affine(10, 0, 500000, 0, -10, 4000000))
+    r = BandReader(p, [1, 2], _grid(500000, 4000000, 60, 40), True)
+    try:
+        r.read(0, 0, 40, 30, then=(0, 20, 40, 30))
+        assert not r._keeps and r._kept is None
+    finally:
+        r.close()
+
+
 def test_reads_leave_no_tiles_in_gdal_block_cache(tmp_path):
     """A scene's tiles must not pile up in GDAL's process-wide cache (module docstring)."""
     gdal = pytest.importorskip("osgeo.gdal")

@@ -192,3 +192,35 @@ def test_read_ahead_buffers_come_from_the_calling_thread():
     assert fills[0] == (0, None, main)  # the first block: nothing to overlap, read at once
     assert [(b, bufs) for b, bufs, _ in fills[1:]] == [(1, [100]), (2, [200])]
     assert all(t is not main for _, _, t in fills[1:])
+
+
+@pytest.mark.parametrize("mode", ["dense", "sliding"])
+def test_compressed_tiled_inputs_keep_shared_columns_and_change_no_output(tmp_path, monkeypatch, mode):
+    """Deflate inputs in 32 px tiles, read by blocks whose halos reach into their neighbours'
+    tiles: each read keeps the decoded columns the next block along the row shares
+    (band_reader.BandReader), and the outputs equal those of the same rasters uncompressed."""
+    from rasterio.shutil import copy as copy_raster
+
+    from core.engine.band_reader import BandReader
+
+    plain = {m: _raster(tmp_path / f"{m}.tif", m, 300, 260, _tf(), seed=k) for k, m in ((1, "s2"), (2, "s1"))}
+    packed = {}
+    for m, p in plain.items():
+        packed[m] = str(tmp_path / f"{m}_deflate.tif")
+        copy_raster(p, packed[m], driver="GTiff", compress="deflate", tiled=True, blockxsize=32, blockysize=32)
+    kept = []
+    plan = BandReader._keep_plan
+    monkeypatch.setattr(BandReader, "_keep_plan", lambda self, *a: kept.append(plan(self, *a)) or kept[-1])
+
+    def run(inputs, name):
+        run_scene(SceneRequest(model=MODEL, optical=inputs["s2"], sar=inputs["s1"], mode=mode, block_size=128,
+                               stride=32 if mode == "sliding" else None, probability_dtype="float32",
+                               outputs={"probabilities": str(tmp_path / f"{name}.tif")}))
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            return ds.read()
+
+    ref = run(plain, "plain")
+    assert not any(kept)  # uncompressed files are copied, not decoded: nothing to keep
+    got = run(packed, "packed")
+    assert sum(k is not None for k in kept) >= 4  # both inputs, blocks of each row but the last
+    np.testing.assert_array_equal(got, ref)
