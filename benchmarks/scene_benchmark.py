@@ -1,6 +1,8 @@
 """Scene engine benchmark (not a test): prints, in one run on this machine,
 
-- this machine's convolution peak (torch 3x3 convolutions, float32, the best layout);
+- this machine's convolution peak (torch 3x3 convolutions, float32, the best layout), the
+  encoders' speed alone, and each encoder stage's run whole on memory already in use (what the
+  model's layer shapes reach here, without strips, reading or pooling);
 - the dense engine's throughput (megapixels/s, GFLOP/s, fraction of the peak) on a 4096 x 4096
   synthetic S2 + S1 scene written to disk (speed does not depend on content), with and without
   the heap reuse of core/engine/heap.py, and with deflate-compressed inputs;
@@ -129,6 +131,45 @@ def encoder_only_speed(block: int) -> float:
     return best
 
 
+def stage_rates(block: int) -> dict[str, list[tuple[str, float]]]:
+    """GFLOP/s of each encoder stage (stem, layer1..4) as the engine runs it (BatchNorm folded,
+    fused, channels-last), whole, on a ``block``² input whose memory is reused (best of 3):
+    what each stage's shapes allow on this machine, without strips, reading or pooling."""
+    from core.engine.heap import retained_heap
+    from core.engine.infer import EngineModel
+    from core.io.model_file import load_model
+
+    model, card = load_model(MODEL)
+    em = EngineModel(model, card, torch.device("cpu"))
+    out = {}
+    for m, ref in model.encoders.items():
+        flops: dict[str, int] = {}
+        hooks = [mod.register_forward_hook(lambda mod, i, o, k=name.split(".")[0]: flops.__setitem__(
+            k, flops.get(k, 0) + 2 * o.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]))
+            for name, mod in ref.named_modules() if isinstance(mod, torch.nn.Conv2d)]
+        with torch.inference_mode():
+            ref.eval()(torch.zeros(1, ref.in_channels, block, block))
+        for h in hooks:
+            h.remove()
+        enc = em.encoders[m]
+        stages = [("stem", enc.head[:4], "conv1"), ("layer1", enc.head[4], "layer1"),
+                  *((f"layer{k + 2}", enc.tail[k], f"layer{k + 2}") for k in range(3))]
+        x = em.prepare(torch.randn(1, ref.in_channels, block, block))
+        rates = []
+        with torch.inference_mode(), retained_heap():
+            for name, mod, key in stages:
+                best, y = float("inf"), None
+                for _ in range(3):
+                    xi = x.clone()  # fused blocks may write into their input
+                    t = time.perf_counter()
+                    y = mod(xi)
+                    best = min(best, time.perf_counter() - t)
+                rates.append((name, flops[key] / best / 1e9))
+                x = y
+        out[m] = rates
+    return out
+
+
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
@@ -172,6 +213,9 @@ def main() -> None:
     enc_mp = (a.block + 2 * halo) ** 2 / 1e6
     print(f"encoders alone on one {a.block + 2 * halo}^2 block: {enc_s:.2f} s = {enc_mp / enc_s:.2f} MP/s = "
           f"{enc_mp * per_px / enc_s:.1f} GFLOP/s")
+    for m, rates in stage_rates(a.block + 2 * halo).items():
+        print(f"  {m.upper()} stages whole, memory reused (GFLOP/s, fraction of the peak above): " + ", ".join(
+            f"{n} {g:.0f} ({g / peak:.2f})" for n, g in rates))
 
     with tempfile.TemporaryDirectory(prefix="mosaic-bench-") as tmp:
         tmp = Path(tmp)
