@@ -78,7 +78,9 @@ class BandReader:
     each tile once for a 1024 px-tiled deflate GeoTIFF, 1.6x for 512 px tiles). A read told the
     one that follows it (``then``: the next block along the row) keeps the columns the two share,
     up to the end of its last tile column, which GDAL still holds decoded (compressed tiled
-    inputs on the grid): along a row of blocks each tile column is decoded once."""
+    inputs on the grid): along a row of blocks each tile column is decoded once. (Where
+    ``GDAL_CACHEMAX`` is too small for one chunk's tiles, those columns are decoded again: the
+    values are the same, the time that of reading without keeping.)"""
 
     def __init__(self, path: str, indexes: Sequence[int], grid: Grid, direct: bool,
                  resampling: Resampling = Resampling.bilinear, to_db: bool = False, name: str | None = None,
@@ -120,8 +122,10 @@ class BandReader:
         self.tile_rows, self.tile_cols = self._ds.block_shapes[0]
         decodes = not (self.src.driver in GEOTIFF_DRIVERS and self.src.compression is None)  # else: a copy
         self._kept: _Kept | None = None
-        # tiled (columns decode apart) and not a VRT (its blocks are not its files' tiles)
-        self._keeps = direct and decodes and self.tile_cols < self.src.width and self.src.driver != "VRT"
+        # tiled (columns decode apart), not a VRT (its blocks are not its files' tiles), no alpha band
+        # (its mask is read over the whole window, which decodes the kept tiles again)
+        self._keeps = direct and decodes and self.tile_cols < self.src.width and self.src.driver != "VRT" \
+            and not any(MaskFlags.alpha in f for f in self.src.mask_flag_enums)
         # a compressed GeoTIFF on the grid: a chunk's tiles (or strips) decoded on several threads,
         # each with a handle of its own (GDAL's own threads hide decoding errors there, open_raster.py)
         n = min(MAX_DECODERS, os.cpu_count() or 1)
@@ -203,11 +207,11 @@ class BandReader:
     def _keep_plan(self, win: Window, then: Window | None) -> Window | None:
         """The columns of the file a read of ``win`` keeps for a read of ``then`` (None: none):
         from ``then``'s first column to the end of ``win``'s last tile column, where ``then``
-        has the same rows and starts inside ``win`` or where it ends."""
+        has the same rows, starts inside ``win`` or where it ends, and ends past ``win``."""
         if then is None or not self._keeps or (then.row_off, then.height) != (win.row_off, win.height):
             return None
         end = int(win.col_off + win.width)
-        if not win.col_off < then.col_off <= end:
+        if not win.col_off < then.col_off <= end <= then.col_off + then.width:
             return None
         stop = min(self.src.width, -(-end // self.tile_cols) * self.tile_cols, int(then.col_off + then.width))
         return Window(then.col_off, win.row_off, stop - then.col_off, win.height) if stop > then.col_off else None
@@ -318,7 +322,7 @@ class BandReader:
     def read_stored(self, row0: int, col0: int, rows: int, cols: int, pixel_interleaved: bool = False,
                     out: np.ndarray | None = None, then: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(values [C, rows, cols] in ``stored_dtype``, 0 outside the input; invalid bool [rows,
-        cols]: no-data in any band, or outside). For inputs with a ``stored_dtype`` only."""
+        cols]: no-data in any band, or outside). For inputs with a ``stored_dtype`` only; ``then`` as for ``read``."""
         if self.stored_dtype is None:
             raise ValueError(f"{self.src.name}: its values cannot be read in their stored type (use read)")
         out, win, a, (ra, rb, ca, cb) = self._buffer(row0, col0, rows, cols, True, pixel_interleaved, 0, out)
@@ -365,6 +369,7 @@ class BandReader:
         return bad if bad is not None and bad.numpy().any() else None  # numpy's any: ~15x faster
 
     def close(self) -> None:
+        self._kept = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         _close_all([self.vrt, self.src, *self.helpers])

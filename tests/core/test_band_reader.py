@@ -305,6 +305,44 @@ def test_reads_told_the_next_keep_the_columns_it_shares(tmp_path, monkeypatch, c
                 alone.close()
 
 
+def test_odd_next_reads_and_sar_in_db_read_the_same(tmp_path):
+    """A next read inside this one (narrower) keeps nothing and breaks nothing; linear SAR
+    converted to dB reads the same with kept columns; a file with an alpha band keeps nothing
+    (its mask would be read over the whole window, decoding the kept tiles again)."""
+    tf = Affine(10, 0, 500000, 0, -10, 4000000)
+    lin = np.random.default_rng(3).uniform(1e-4, 0.5, (2, 40, 80)).astype("float32")
+    lin[0, 5:30, 28:40] = 0  # no valid dB: NaN, in the columns two reads share
+    p = _tiled(tmp_path / "s1.tif", lin, tf)
+    g = _grid(500000, 4000000, 80, 40)
+    r, alone = BandReader(p, [1, 2], g, True, to_db=True), BandReader(p, [1, 2], g, True, to_db=True)
+    try:
+        np.testing.assert_array_equal(r.read(0, 0, 40, 60, then=(0, 10, 40, 20)), alone.read(0, 0, 40, 60))
+        assert r._kept is None
+        for box, then in (((0, 0, 40, 40), (0, 24, 40, 40)), ((0, 24, 40, 40), (0, 48, 40, 32)), ((0, 48, 40, 32), None)):
+            np.testing.assert_array_equal(r.read(*box, then=then), alone.read(*box))
+            if then is not None:
+                assert r._kept is not None
+    finally:
+        r.close()
+        alone.close()
+    rgba = _values((4, 40, 80))
+    rgba[3] = 255
+    rgba[3, :, 30:35] = 0
+    with rasterio.open(tmp_path / "rgba.tif", "w", driver="GTiff", width=80, height=40, count=4, dtype="uint16",
+                       crs=UTM, transform=tf, tiled=True, blockxsize=16, blockysize=16, compress="deflate",
+                       photometric="RGB", alpha="YES") as ds:
+        ds.write(rgba)
+    r, alone = BandReader(str(tmp_path / "rgba.tif"), [1, 2, 3], g, True), \
+        BandReader(str(tmp_path / "rgba.tif"), [1, 2, 3], g, True)
+    try:
+        assert not r._keeps
+        np.testing.assert_array_equal(r.read(0, 0, 40, 40, then=(0, 24, 40, 40)), alone.read(0, 0, 40, 40))
+        assert np.isnan(r.read(0, 24, 40, 40)[:, :, 6:11]).all()
+    finally:
+        r.close()
+        alone.close()
+
+
 def test_uncompressed_reads_keep_nothing(tmp_path):
     """An uncompressed file is read without decoding: nothing to keep for the next read."""
     p = _write(tmp_path / "u.tif", _values((2, 40, 60)), Affine(10, 0, 500000, 0, -10, 4000000))
