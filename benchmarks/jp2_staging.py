@@ -16,7 +16,7 @@ compare ``never`` with ``always`` (``auto`` leaves such files alone: this is why
 bands), e.g. of a full 10980² tile, with its peak RSS.
 
 Run from the repository root:  PYTHONPATH=. .venv/bin/python benchmarks/jp2_staging.py [--size 4098] [--rounds 2]
-                               [--codec jp2|deflate] [--stage-only] [--short-disk]
+                               [--codec jp2|deflate] [--tile 512] [--stage-only] [--short-disk]
 """
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ SOURCES = [ROOT.parent / "shared" / "data" / "s2-l1c-usa", ROOT / "tests" / "dat
 from core.engine.align import build_band_vrt  # noqa: E402
 
 
-def write_jp2_bands(folder: Path, size: int, codec: str = "jp2") -> list[str]:
+def write_jp2_bands(folder: Path, size: int, codec: str = "jp2", tile: int | None = None) -> list[str]:
     """The USA L1C bands (B10 left out: the model does not take it) mirrored to ``size`` px at
     10 m, written as lossless JPEG 2000 in 1024 px tiles (``codec="deflate"``: deflate GeoTIFFs
-    in 512 px tiles), each band at its own resolution."""
+    in 512 px tiles, or ``tile``), each band at its own resolution."""
     from osgeo import gdal
 
     src_dir = next(d for d in SOURCES if d.is_dir())
@@ -56,7 +56,8 @@ def write_jp2_bands(folder: Path, size: int, codec: str = "jp2") -> list[str]:
         n = size * 10 // int(round(tf.a))
         a = np.pad(a, ((0, max(0, n - a.shape[0])), (0, max(0, n - a.shape[1]))), mode="symmetric")[:n, :n]
         tif = folder / (Path(p).stem + ".tif")
-        extra = dict(tiled=True, blockxsize=512, blockysize=512, compress="deflate") if codec == "deflate" else {}
+        t = tile or 512
+        extra = dict(tiled=True, blockxsize=t, blockysize=t, compress="deflate", predictor=2) if codec == "deflate" else {}
         with rasterio.open(tif, "w", driver="GTiff", width=n, height=n, count=1, dtype=a.dtype, crs=crs,
                            transform=tf, nodata=0, **extra) as d:
             d.write(a, 1)
@@ -118,16 +119,17 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4098, help="10 m pixels a side (a multiple of 6)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--codec", default="jp2", choices=["jp2", "deflate"], help="how the band files are compressed")
+    ap.add_argument("--tile", type=int, default=None, help="tile size of deflate band files (default 512)")
     ap.add_argument("--stage-only", action="store_true", help="time the staging copy alone")
     ap.add_argument("--short-disk", action="store_true", help="also runs whose copy is compressed for lack of room")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="mosaic-jp2-") as tmp:
         d = Path(tmp)
         t = time.perf_counter()
-        bands = write_jp2_bands(d, a.size, a.codec)
+        bands = write_jp2_bands(d, a.size, a.codec, a.tile)
         vrt = build_band_vrt(bands, str(d / "s2.vrt"))
         mb = sum(Path(b).stat().st_size for b in bands) / 2**20
-        kind = "JPEG 2000" if a.codec == "jp2" else "deflate GeoTIFF"
+        kind = "JPEG 2000" if a.codec == "jp2" else f"deflate GeoTIFF ({a.tile or 512} px tiles)"
         print(f"{len(bands)} {kind} band files of real L1C content, {a.size}^2 at 10 m, {mb:.0f} MB "
               f"(written in {time.perf_counter() - t:.0f} s)")
         if a.stage_only:

@@ -78,7 +78,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stage", default="auto", choices=["auto", "always", "never"],
                    help="decode an input once into a temporary GeoTIFF beside the outputs before the run, "
                         "instead of block by block with halos: auto does it for JPEG 2000 (4x faster on "
-                        "Sentinel-2 band files), compressed where the disk is short (default: auto)")
+                        "Sentinel-2 band files) and for band files compressed in tiles of 1024 px or more (1.4x), "
+                        "compressed where the disk is short (default: auto)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -99,7 +99,7 @@ class SceneRequest:
     optical_level: str = "auto"       # auto | L1C | L2A: what the optical input is (auto: from name/metadata)
     compile: bool = False             # torch.compile the encoders (pays on long runs)
     prefetch: bool = True             # read the next block while this one computes (about half a block more in RAM)
-    stage: str = "auto"               # auto | always | never: decode JPEG 2000 inputs once before the run (staging.py)
+    stage: str = "auto"               # auto | always | never: decode slow inputs once before the run (staging.py)
 
 
 @dataclass
@@ -558,7 +558,8 @@ def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int,
 def _staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any], grid: Grid,
                   direct: dict[str, bool], tag: str, warns: list[str]) -> dict[str, tuple[Any, str, int, str]]:
     """modality -> (source window, staged file, its bytes, why) of the inputs a run decodes
-    once before its blocks (``staging``): JPEG 2000 with ``auto``, every input with ``always``;
+    once before its blocks (``staging``): JPEG 2000 and band files in large compressed tiles
+    (``slow_to_decode``) with ``auto``, every input with ``always``;
     an input a copy would not read the same as is read as it is (with a warning for ``always``)."""
     plan = {}
     for m, src in srcs.items():

@@ -214,7 +214,8 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterEnum(self.STAGE, self.tr("Decode inputs once first"), options=list(STAGE),
                                        defaultValue=0),
             "auto: JPEG 2000 inputs (Sentinel-2 band files) are decoded once into a temporary copy beside the "
-            "outputs before the run, about 4x faster than decoding them block by block (the copy is compressed "
+            "outputs before the run, about 4x faster than decoding them block by block, and so are band files "
+            "compressed in tiles of 1024 px or more, as Sentinel-2 COGs are (1.4x; the copy is compressed "
             "where the disk is short); always: any input; never: read the inputs as they are.",
             advanced=True,
         )
