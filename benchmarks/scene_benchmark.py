@@ -90,23 +90,30 @@ def conv_peak() -> tuple[float, str]:
     return best, where
 
 
+def conv_flops(enc: torch.nn.Module, size: int) -> dict[str, int]:
+    """Floating-point operations of an encoder's convolutions on a ``size``² input, by its
+    top-level module (conv1 = the stem, layer1..4)."""
+    flops: dict[str, int] = {}
+
+    def hook(mod, inp, o, key):
+        flops[key] = flops.get(key, 0) + 2 * o.numel() * mod.in_channels * mod.kernel_size[0] * \
+            mod.kernel_size[1] // mod.groups
+    hs = [mm.register_forward_hook(lambda mod, i, o, k=name.split(".")[0]: hook(mod, i, o, k))
+          for name, mm in enc.named_modules() if isinstance(mm, torch.nn.Conv2d)]
+    try:
+        with torch.inference_mode():
+            enc.eval()(torch.zeros(1, enc.in_channels, size, size))
+    finally:
+        for h in hs:
+            h.remove()
+    return flops
+
+
 def encoder_gflop_per_mp() -> dict[str, float]:
     from core.io.model_file import load_model
 
     model, _ = load_model(MODEL)
-    out = {}
-    for m, enc in model.encoders.items():
-        macs = [0]
-
-        def hook(mod, inp, o):
-            macs[0] += o.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1] // mod.groups
-        hs = [mm.register_forward_hook(hook) for mm in enc.modules() if isinstance(mm, torch.nn.Conv2d)]
-        with torch.inference_mode():
-            enc(torch.zeros(1, enc.in_channels, 512, 512))
-        for h in hs:
-            h.remove()
-        out[m] = 2 * macs[0] / (512 * 512) * 1e6 / 1e9
-    return out
+    return {m: sum(conv_flops(enc, 512).values()) / (512 * 512) * 1e6 / 1e9 for m, enc in model.encoders.items()}
 
 
 def encoder_only_speed(block: int) -> float:
@@ -143,14 +150,7 @@ def stage_rates(block: int) -> dict[str, list[tuple[str, float]]]:
     em = EngineModel(model, card, torch.device("cpu"))
     out = {}
     for m, ref in model.encoders.items():
-        flops: dict[str, int] = {}
-        hooks = [mod.register_forward_hook(lambda mod, i, o, k=name.split(".")[0]: flops.__setitem__(
-            k, flops.get(k, 0) + 2 * o.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]))
-            for name, mod in ref.named_modules() if isinstance(mod, torch.nn.Conv2d)]
-        with torch.inference_mode():
-            ref.eval()(torch.zeros(1, ref.in_channels, block, block))
-        for h in hooks:
-            h.remove()
+        flops = conv_flops(ref, block)
         enc = em.encoders[m]
         stages = [("stem", enc.head[:4], "conv1"), ("layer1", enc.head[4], "layer1"),
                   *((f"layer{k + 2}", enc.tail[k], f"layer{k + 2}") for k in range(3))]

@@ -176,7 +176,7 @@ class BandReader:
             a[:, :, :done] = kept.values[:, :, :done]
         del kept
         keep = self._keep_plan(win, then)
-        inside = 0 if keep is None else max(0, int(win.col_off + win.width - keep.col_off))  # kept cols in win
+        inside = 0 if keep is None else int(win.col_off + win.width - keep.col_off)  # kept columns in win
         kv = None if keep is None else _like(a, int(keep.height), int(keep.width))
         bad = None
         for r0, r1 in self._chunks(win):
@@ -208,7 +208,7 @@ class BandReader:
         """The columns of the file a read of ``win`` keeps for a read of ``then`` (None: none):
         from ``then``'s first column to the end of ``win``'s last tile column, where ``then``
         has the same rows, starts inside ``win`` or where it ends, and ends past ``win``."""
-        if then is None or not self._keeps or (then.row_off, then.height) != (win.row_off, win.height):
+        if then is None or (then.row_off, then.height) != (win.row_off, win.height):
             return None
         end = int(win.col_off + win.width)
         if not win.col_off < then.col_off <= end <= then.col_off + then.width:

@@ -495,6 +495,9 @@ class _Prefetcher(Generic[_B]):
             yield blk, data
 
 
+LABEL = {"s2": "optical", "s1": "SAR"}  # how messages name a modality's input
+
+
 def _following(blocks: list[W.Block]) -> dict[int, W.Block]:
     """Block index -> the block read after it."""
     return {b.index: n for b, n in zip(blocks, blocks[1:])}
@@ -570,7 +573,7 @@ def _staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any],
         if problem:
             why = None
             if req.stage == "always":
-                warns.append(f"the {'optical' if m == 's2' else 'SAR'} input is read as it is: a temporary copy "
+                warns.append(f"the {LABEL[m]} input is read as it is: a temporary copy "
                              f"would not keep its {problem}")
         win = source_window(src, grid, direct[m]) if why else None
         if win is not None:
@@ -600,7 +603,7 @@ def _fit_staging(to_stage: dict[str, tuple[Any, str, int, str]], needs: list[tup
         return room
     if mode == "always":
         check_free_space(needs + copies, what)  # raises, with the figures
-    warns.append("not enough free disk space to decode the JPEG 2000 input(s) once into a temporary copy "
+    warns.append("not enough free disk space to decode the input(s) once into a temporary copy "
                  f"({full / MB:.0f} MB, or a third of that compressed): read as they are, which is several "
                  "times slower")
     to_stage.clear()
@@ -689,9 +692,9 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
     for m, p in given.items():
         if p is not None and m not in em.modalities:
             raise ValueError(f"the model {req.model} has no {m} encoder (it takes {em.modalities}); "
-                             f"leave the {'optical' if m == 's2' else 'SAR'} input out")
+                             f"leave the {LABEL[m]} input out")
 
-    srcs = {m: _open(p, "optical" if m == "s2" else "SAR") for m, p in given.items() if p is not None}
+    srcs = {m: _open(p, LABEL[m]) for m, p in given.items() if p is not None}
     readers: list[_Input] = []
     outs: dict[str, OutputRaster] = {}
     tmp_emb: OutputRaster | None = None
@@ -782,7 +785,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         staged: dict[str, str] = {}
         still = sum(n for _, _, n, _ in to_stage.values())  # uncompressed bytes of the copies still to make
         for m, (win, path, nbytes, why) in list(to_stage.items()):  # weighed as one pass over the blocks each
-            done, label = step, "optical" if m == "s2" else "SAR"
+            done = step
             staged_files.append(path)
             step += nblocks
             # compressed copies share the room: each its share of what the ones before it left
@@ -799,13 +802,13 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
                 if req.stage == "always":
                     raise ValueError(f"not enough free disk space: {e}. Free some space or write the outputs "
                                      f"to another disk") from None
-                warns.append(f"{e}: the {label} input is read as it is, which is several times slower")
+                warns.append(f"{e}: the {LABEL[m]} input is read as it is, which is several times slower")
                 del to_stage[m]
                 continue
-            staged[label] = why
+            staged[LABEL[m]] = why
         for m, src in srcs.items():
             mean, std = em.stats[m]
-            name, hint = f"the {'optical' if m == 's2' else 'SAR'} raster {src.name}", DAMAGED
+            name, hint = f"the {LABEL[m]} raster {src.name}", DAMAGED
             if m in to_stage:  # the staged copy holds the model's bands, in its order
                 path, idx = to_stage[m][1], list(range(1, len(maps[m].indexes) + 1))
                 name = f"the temporary copy of {name} ({path})"
