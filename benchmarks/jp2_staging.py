@@ -76,13 +76,13 @@ def write_jp2_bands(folder: Path, size: int, codec: str = "jp2", tile: int | Non
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
-from core.engine import SceneRequest, infer, run_scene
+from core.engine import SceneRequest, run_scene, scene_inputs
 if {short!r}:  # room for 60 % of the uncompressed copy beside the outputs: it is compressed
     import rasterio
     from rasterio.windows import Window
     with rasterio.open({vrt!r}) as s:
-        full = infer.staged_bytes(s, list(range(1, s.count + 1)), Window(0, 0, s.width, s.height))
-    infer.room_left = lambda needs, path: int(0.6 * full)
+        full = scene_inputs.staged_bytes(s, list(range(1, s.count + 1)), Window(0, 0, s.width, s.height))
+    scene_inputs.room_left = lambda needs, path: int(0.6 * full)
 t = time.perf_counter()
 r = run_scene(SceneRequest(model={model!r}, optical={vrt!r}, mode="dense", stage="auto" if {short!r} else {stage!r},
                            probability_dtype="float32", outputs={{"probabilities": {out!r}}}))

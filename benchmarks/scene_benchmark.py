@@ -120,7 +120,7 @@ def encoder_only_speed(block: int) -> float:
     """Seconds for one S2 + S1 dense encoder pass over a block (BatchNorm folded, channels_last,
     as the engine runs it: second pass, memory reused within the block)."""
     from core.engine.heap import retained_heap
-    from core.engine.infer import EngineModel
+    from core.engine.engine_model import EngineModel
     from core.io.model_file import load_model
 
     model, card = load_model(MODEL)
@@ -143,7 +143,7 @@ def stage_rates(block: int) -> dict[str, list[tuple[str, float]]]:
     fused, channels-last), whole, on a ``block``² input whose memory is reused (best of 3):
     what each stage's shapes allow on this machine, without strips, reading or pooling."""
     from core.engine.heap import retained_heap
-    from core.engine.infer import EngineModel
+    from core.engine.engine_model import EngineModel
     from core.io.model_file import load_model
 
     model, card = load_model(MODEL)
@@ -195,7 +195,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="skip the 8192 x 8192 run")
     ap.add_argument("--block", type=int, default=2048, help="engine block size (default: 2048)")
     a = ap.parse_args()
-    from core.engine import SceneRequest, infer, run_scene
+    from core.engine import SceneRequest, dense, plan, run_scene
     from core.engine import windows as W
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
@@ -206,7 +206,7 @@ def main() -> None:
     gf = encoder_gflop_per_mp()
     per_px = gf["s2"] + gf["s1"]
     print(f"encoder cost: S2 {gf['s2']:.1f} + S1 {gf['s1']:.1f} = {per_px:.1f} GFLOP per megapixel (dense, no halo)")
-    halo = infer.DENSE_CONTEXT  # dense mode: receptive-field context around the cells a block owns
+    halo = plan.DENSE_CONTEXT  # dense mode: receptive-field context around the cells a block owns
     print(f"halo {halo} px (each feature cell computed once, pooled from a shared store); block {a.block} px -> "
           f"halo overhead {100 * W.halo_overhead(a.block, halo):.1f} % (block 4096: {100 * W.halo_overhead(4096, halo):.1f} %)")
     enc_s = encoder_only_speed(a.block + 2 * halo)
@@ -229,16 +229,16 @@ def main() -> None:
         mp = 4096 * 4096 / 1e6
 
         def dense_run(retain: bool, inputs: tuple[str, str] = (s2b, s1b)) -> float:
-            saved = infer.retained_heap
+            saved = dense.retained_heap
             if not retain:
-                infer.retained_heap = lambda: contextlib.nullcontext(False)
+                dense.retained_heap = lambda: contextlib.nullcontext(False)
             try:
                 t = time.perf_counter()
                 run_scene(SceneRequest(model=MODEL, optical=inputs[0], sar=inputs[1], mode="dense", block_size=a.block,
                                        outputs={"probabilities": str(tmp / "p.tif")}))
                 return time.perf_counter() - t
             finally:
-                infer.retained_heap = saved
+                dense.retained_heap = saved
 
         # the machine is shared: each measure is repeated in rounds, dense and sliding side by side,
         # and the best of each is kept (a slow repeat is someone else's load); per-round ratios shown

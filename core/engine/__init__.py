@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Cancelled", "SceneRequest", "SceneResult", "describe_inputs", "run_scene"]
+# public name -> the module that defines it (imported on first use: torch is heavy)
+_HOME = {"Cancelled": "request", "SceneRequest": "request", "SceneResult": "request",
+         "describe_inputs": "describe", "run_scene": "run"}
+__all__ = list(_HOME)
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from . import infer
-        return getattr(infer, name)
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

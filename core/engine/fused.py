@@ -95,7 +95,7 @@ def fuse_pointwise(encoder: nn.Module) -> tuple[nn.Module, bool]:
     """(encoder with fused operations, True), or (``encoder``, False) where torch has no fused
     CPU convolutions or they do not give the plain encoder's result on a test input.
 
-    ``encoder``: a BatchNorm-folded ResNetEncoder (``infer.fold_batchnorm``) on the CPU, in
+    ``encoder``: a BatchNorm-folded ResNetEncoder (``engine_model.fold_batchnorm``) on the CPU, in
     eval mode, in float32."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         return encoder, False

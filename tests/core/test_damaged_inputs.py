@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from osgeo import gdal
 
-from core.engine import SceneRequest, infer, run_scene
+from core.engine import SceneRequest, run_scene, scene_inputs
 from core.engine.align import build_band_vrt
 from core.engine.open_raster import decodes_safely_on_threads
 
@@ -62,14 +62,14 @@ def test_a_damaged_geotiff_is_an_error_and_writes_nothing(tmp_path, monkeypatch,
 def test_a_staged_copy_that_cannot_be_read_names_the_input(tmp_path, monkeypatch):
     """A read error of the temporary copy names the user's input and the copy, and says what to do."""
     vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
-    real_stage = infer.stage
+    real_stage = scene_inputs.stage
 
     def stage_then_cut(path, idx, win, out, *a, **k):
         done = real_stage(path, idx, win, out, *a, **k)
         os.truncate(out, os.path.getsize(out) // 2)
         return done
 
-    monkeypatch.setattr(infer, "stage", stage_then_cut)
+    monkeypatch.setattr(scene_inputs, "stage", stage_then_cut)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(ValueError, match=r"the temporary copy of the optical raster .*usa.vrt \(.*staged.tif\) could "

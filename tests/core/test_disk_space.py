@@ -7,7 +7,7 @@ from collections import namedtuple
 
 import pytest
 
-from core.engine import SceneRequest, infer, run_scene
+from core.engine import SceneRequest, dense, plan, run_scene
 from core.engine import disk_space
 from core.engine.disk_space import check_free_space, room_left
 
@@ -56,15 +56,15 @@ def test_the_estimate_covers_every_file_written(tmp_path, monkeypatch, mode):
     def record(needs, what):
         for p, n in needs:
             estimated[os.path.basename(p)] = estimated.get(os.path.basename(p), 0) + n
-    monkeypatch.setattr(infer, "check_free_space", record)
+    monkeypatch.setattr(plan, "check_free_space", record)
     seen: dict[str, int] = {}
-    close = infer.GridStore.close
+    close = dense.GridStore.close
 
     def close_and_measure(self):
         if self.fd is not None:
             seen[os.path.basename(self.path)] = os.fstat(self.fd).st_size
         close(self)
-    monkeypatch.setattr(infer.GridStore, "close", close_and_measure)
+    monkeypatch.setattr(dense.GridStore, "close", close_and_measure)
     outputs = {k: str(out / f"{k}.tif") for k in ("probabilities", "dominant", "multihot", "uncertainty",
                                                     "clusters")}
     run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, mode=mode, probability_dtype="float32",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import rasterio
 import torch
 
 from core.data.normalize import normalize, normalize_
-from core.engine import SceneRequest, infer, run_scene
+from core.engine import SceneRequest, block_reads, dense, engine_model, run_scene, sliding
 from core.engine.heap import retained_heap
 
 from .test_engine_edges import MODEL, _raster, _tf
@@ -60,8 +61,8 @@ def test_prefetch_reads_one_block_ahead_in_order():
             reads.append(b)
         return b * 10
 
-    with infer.ThreadPoolExecutor(1) as pool:
-        blocks = infer._Prefetcher(pool, range(6), read)
+    with ThreadPoolExecutor(1) as pool:
+        blocks = block_reads.Prefetcher(pool, range(6), read)
         for b, data in blocks:
             assert data == b * 10
             with lock:
@@ -82,10 +83,10 @@ def test_prefetch_error_reaches_the_caller():
             raise ValueError("bad block")
         return b
 
-    with infer.ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1) as pool:
         got = []
         try:
-            blocks = infer._Prefetcher(pool, range(5), read)
+            blocks = block_reads.Prefetcher(pool, range(5), read)
             for b, _ in blocks:
                 blocks.read_ahead()
                 got.append(b)
@@ -130,7 +131,8 @@ def test_heap_reuse_and_prefetch_change_no_output(tmp_path, monkeypatch):
 
     with_reuse = run("with")
     np.testing.assert_array_equal(with_reuse, run("sequential", prefetch=False))
-    monkeypatch.setattr(infer, "retained_heap", lambda: contextlib.nullcontext(False))
+    for stage in (dense, sliding):
+        monkeypatch.setattr(stage, "retained_heap", lambda: contextlib.nullcontext(False))
     without = run("without")
     assert with_reuse.shape[0] == 19 and np.isfinite(with_reuse).any()
     np.testing.assert_array_equal(with_reuse, without)
@@ -143,10 +145,10 @@ def test_outputs_do_not_depend_on_the_stored_type(tmp_path, monkeypatch):
     import functools
 
     from core.engine.strips import strip_encoder
-    monkeypatch.setattr(infer, "strip_encoder", functools.partial(strip_encoder, strip_rows=64))
+    monkeypatch.setattr(engine_model, "strip_encoder", functools.partial(strip_encoder, strip_rows=64))
     asked = []
-    rows = infer._StoredRows.rows
-    monkeypatch.setattr(infer._StoredRows, "rows", lambda self, a, b: asked.append(b - a) or rows(self, a, b))
+    rows = block_reads.StoredRows.rows
+    monkeypatch.setattr(block_reads.StoredRows, "rows", lambda self, a, b: asked.append(b - a) or rows(self, a, b))
     s2 = _raster(tmp_path / "s2.tif", "s2", 300, 260, _tf(), nodata=0,
                  fill=lambda a: a.__setitem__((slice(None), slice(0, 40), slice(0, 70)), 0))
     with rasterio.open(s2) as src:
@@ -185,8 +187,8 @@ def test_read_ahead_buffers_come_from_the_calling_thread():
         fills.append((b, bufs, threading.current_thread()))
         return b
 
-    with infer.ThreadPoolExecutor(1) as pool:
-        blocks = infer._Prefetcher(pool, range(3), read, alloc)
+    with ThreadPoolExecutor(1) as pool:
+        blocks = block_reads.Prefetcher(pool, range(3), read, alloc)
         assert [b for b, _ in blocks if blocks.read_ahead() is None] == [0, 1, 2]
     assert allocs == [(1, main), (2, main)]
     assert fills[0] == (0, None, main)  # the first block: nothing to overlap, read at once

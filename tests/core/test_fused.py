@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.engine import fused
-from core.engine.infer import fold_batchnorm
+from core.engine.engine_model import fold_batchnorm
 from core.engine.strips import receptive_margin, strip_encoder
 from core.models.resnet import ResNetEncoder
 
@@ -61,7 +61,7 @@ def test_the_engine_runs_the_bundled_model_fused_on_cpu():
     would not (the private operators changed) shows here, not as a silent 5-7 % slowdown."""
     if not torch.backends.mkldnn.is_available():
         pytest.skip("no oneDNN in this torch build")
-    from core.engine.infer import EngineModel
+    from core.engine.engine_model import EngineModel
     from core.io.model_file import load_model
 
     from .test_engine_edges import MODEL

@@ -12,7 +12,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from core.data.bands import S2_BANDS
-from core.engine import Cancelled, SceneRequest, infer, run_scene, staging
+from core.engine import Cancelled, SceneRequest, run_scene, scene_inputs, staging
 from core.engine.align import Grid, build_band_vrt
 from core.engine.staging import mask_kind, slow_to_decode, source_window, stage, staged_bytes, why_not_exact
 
@@ -139,8 +139,8 @@ def test_warped_jp2_is_staged_whole_and_reads_the_same(tmp_path, monkeypatch):
     jp2 = _jp2(tif, tmp_path / "geo.jp2")
     south = _raster(tmp_path / "south.tif", "s2", 64, 64, Affine(10, 0, 500000, 0, 10, 4999000), seed=1)
     windows = []
-    real_stage = infer.stage
-    monkeypatch.setattr(infer, "stage",
+    real_stage = scene_inputs.stage
+    monkeypatch.setattr(scene_inputs, "stage",
                         lambda p, idx, win, *a, **k: windows.append(win) or real_stage(p, idx, win, *a, **k))
     for path, mode, extent, size in ((jp2, "auto", (15.004, 45.17, 15.03, 45.196), (240, 200)),
                                      (south, "always", None, (64, 64))):
@@ -250,7 +250,7 @@ def test_a_cancel_while_staging_leaves_nothing(tmp_path):
 def test_short_disk_reads_as_is_or_stops(tmp_path, monkeypatch):
     """Without room for the staged copy, auto reads the input as it is (and says so); always stops."""
     vrt = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
-    monkeypatch.setattr(infer, "staged_bytes", lambda *a: 1 << 60)
+    monkeypatch.setattr(scene_inputs, "staged_bytes", lambda *a: 1 << 60)
     res = run_scene(SceneRequest(model=MODEL, optical=vrt, optical_bands=USA_BANDS,
                                  outputs={"dominant": str(tmp_path / "d.tif")}))
     assert res.staged == {} and any("temporary copy" in w for w in res.warnings)
@@ -332,8 +332,8 @@ def test_short_disk_compresses_the_copy_or_reads_as_is(tmp_path, monkeypatch):
     for name, room, mode in (("packed", 1 << 30, "auto"), ("overflow", 4096, "auto"), ("never", None, "never")):
         out = tmp_path / name
         out.mkdir()
-        monkeypatch.setattr(infer, "room_left", lambda needs, path: room)
-        monkeypatch.setattr(infer, "staged_bytes", lambda *a: 3 * 4096 if name == "overflow" else 2 << 30)
+        monkeypatch.setattr(scene_inputs, "room_left", lambda needs, path: room)
+        monkeypatch.setattr(scene_inputs, "staged_bytes", lambda *a: 3 * 4096 if name == "overflow" else 2 << 30)
         runs[name] = run_scene(SceneRequest(**kw, stage=mode, outputs={k: str(out / f"{k}.tif")
                                                                         for k in ("probabilities", "dominant")}))
         assert _hidden(out) == []
@@ -347,8 +347,8 @@ def test_short_disk_compresses_the_copy_or_reads_as_is(tmp_path, monkeypatch):
             np.testing.assert_array_equal(a[kind], b[kind])
     out = tmp_path / "always"
     out.mkdir()
-    monkeypatch.setattr(infer, "room_left", lambda needs, path: 4096)
-    monkeypatch.setattr(infer, "staged_bytes", lambda *a: 3 * 4096)
+    monkeypatch.setattr(scene_inputs, "room_left", lambda needs, path: 4096)
+    monkeypatch.setattr(scene_inputs, "staged_bytes", lambda *a: 3 * 4096)
     with pytest.raises(ValueError, match="not enough free disk space: the compressed copy .* outgrew"):
         run_scene(SceneRequest(**kw, stage="always", outputs={"dominant": str(out / "d.tif")}))
     assert list(out.iterdir()) == []

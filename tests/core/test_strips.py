@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.engine.infer import fold_batchnorm
+from core.engine.engine_model import fold_batchnorm
 from core.engine.strips import receptive_margin, strip_encoder
 from core.models.resnet import ResNetEncoder
 

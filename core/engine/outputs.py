@@ -1,0 +1,163 @@
+"""The output rasters of a run: what each holds (``output_specs``), how a block of window
+outputs is encoded into them (``write_block``), and ``OutputSet``, which creates them as
+temporary files, writes them block by block, keeps the embedding sample K-means is fitted on,
+and commits them all at the end (or deletes them all)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import windows as W
+from .engine_model import EngineModel
+from .request import SceneRequest
+from .writer import PROB_SCALE, OutputRaster, multihot_dtype
+
+
+def output_specs(req: SceneRequest, em: EngineModel, mods: Sequence[str], tags: dict[str, str]) -> dict[str, dict]:
+    """``OutputRaster`` arguments (all but path, kind and grid) of every output a request writes,
+    and of the embeddings clustering needs when they are not requested (key ``"_embeddings"``)."""
+    K, classes = len(em.classes), em.classes
+    emb = dict(count=em.dim * len(mods), dtype="float32", nodata=float("nan"))
+    specs: dict[str, dict] = {}
+    for kind in req.outputs:
+        if kind == "probabilities":
+            specs[kind] = (dict(count=K, dtype="uint8", nodata=255, descriptions=classes, scale=1 / PROB_SCALE,
+                                tags={**tags, "encoding": "p = value / 250"})
+                           if req.probability_dtype == "uint8" else
+                           dict(count=K, dtype="float32", nodata=float("nan"), descriptions=classes, tags=tags))
+        elif kind == "dominant":
+            specs[kind] = dict(count=1, dtype="uint8", nodata=255, descriptions=["dominant class"], colors=em.colors,
+                               categorical=True, tags={**tags, **{f"class_{i}": c for i, c in enumerate(classes)}})
+        elif kind == "multihot":
+            dt, nd = multihot_dtype(K)
+            specs[kind] = dict(count=1, dtype=dt, nodata=nd, descriptions=["multi-hot classes"], categorical=True,
+                               tags={**tags, "encoding": "bit k set = class k has p >= 0.5",
+                                     **{f"bit_{i}": c for i, c in enumerate(classes)}})
+        elif kind == "uncertainty":
+            specs[kind] = dict(count=1, dtype="float32", nodata=float("nan"),
+                               descriptions=["mean binary entropy (bits)"], tags=tags)
+        elif kind == "embeddings":
+            specs[kind] = dict(emb, descriptions=[f"{m}_{i}" for m in ("s2", "s1") if m in mods
+                                                  for i in range(em.dim)], tags=tags)
+        elif kind == "clusters":  # written after K-means, with its colours and fit in the tags
+            specs[kind] = dict(count=1, dtype="uint8", nodata=255, descriptions=["cluster"], categorical=True)
+    if "clusters" in req.outputs and "embeddings" not in req.outputs:
+        specs["_embeddings"] = emb
+    return specs
+
+
+def write_block(outs: dict[str, OutputRaster], blk: W.Block, probs, emb, valid, K: int, pdtype: str) -> None:
+    shape = (blk.rows, blk.cols)
+    for kind, o in outs.items():
+        if kind == "clusters":
+            continue
+        if probs is None:
+            nd = o.ds.nodata
+            o.write(np.full((o.ds.count,) + shape, nd, dtype=o.ds.dtypes[0]), blk.row0, blk.col0)
+            continue
+        inv = ~valid
+        if kind == "probabilities":
+            if pdtype == "uint8":
+                a = np.rint(probs * PROB_SCALE).astype(np.uint8)
+                a[:, inv] = 255
+            else:
+                a = probs.astype(np.float32)
+                a[:, inv] = np.nan
+        elif kind == "dominant":
+            a = probs.argmax(0).astype(np.uint8)[None]
+            a[:, inv] = 255
+        elif kind == "multihot":
+            bits = (probs >= 0.5).astype(np.uint64) << np.arange(K, dtype=np.uint64)[:, None, None]
+            a = bits.sum(0).astype(o.ds.dtypes[0])[None]
+            a[:, inv] = o.ds.nodata
+        elif kind == "uncertainty":
+            a = binary_entropy(probs).astype(np.float32)[None]
+            a[:, inv] = np.nan
+        elif kind == "embeddings":
+            a = emb.astype(np.float32)
+            a[:, inv] = np.nan
+        else:  # pragma: no cover
+            continue
+        o.write(a, blk.row0, blk.col0)
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(0)
+
+
+class EmbeddingSample:
+    """A uniform sample of at most ``size`` embedding vectors of the whole scene (priority
+    sampling: each vector gets a seeded random key and the smallest keys are kept), so K-means
+    is fitted in bounded memory whatever the scene size."""
+
+    def __init__(self, size: int, dim: int, seed: int) -> None:
+        self.size, self.rng = size, np.random.default_rng(seed)
+        self.keys = np.empty(0)
+        self.vectors = np.empty((0, dim), np.float32)
+
+    def add(self, vecs: np.ndarray) -> None:
+        self.keys = np.concatenate([self.keys, self.rng.random(len(vecs))])
+        self.vectors = np.concatenate([self.vectors, vecs])
+        if len(self.vectors) > self.size:
+            keep = np.argsort(self.keys)[: self.size]
+            self.keys, self.vectors = self.keys[keep], self.vectors[keep]
+
+
+class OutputSet:
+    """Every output of a run, written into hidden temporary files beside their destinations.
+
+    The embeddings K-means needs are written to a temporary raster of their own when the
+    embeddings are not an output. ``commit`` moves every file into place; ``abort`` deletes them."""
+
+    def __init__(self, plan, em: EngineModel) -> None:
+        req = plan.req
+        self.req, self.specs, self.K = req, plan.specs, len(em.classes)
+        self.grid_args, self.tags = plan.grid_args, plan.tags
+        self.outs: dict[str, OutputRaster] = {}
+        self.tmp_emb: OutputRaster | None = None
+        try:
+            for kind, path in req.outputs.items():
+                if kind != "clusters":
+                    self.outs[kind] = OutputRaster(path, kind, **self.specs[kind], **self.grid_args)
+            if "_embeddings" in self.specs:
+                d = Path(req.outputs["clusters"]).parent
+                self.tmp_emb = OutputRaster(str(d / f".{Path(req.outputs['clusters']).name}.embeddings.tif"),
+                                            "embeddings", **self.specs["_embeddings"], **self.grid_args)
+        except BaseException:
+            self.abort()
+            raise
+        self.embeddings = self.outs.get("embeddings") or self.tmp_emb
+        self.sample = EmbeddingSample(req.cluster_sample, em.dim * len(plan.modalities), req.seed) \
+            if "clusters" in req.outputs else None
+
+    def write_block(self, blk: W.Block, probs: np.ndarray | None, emb: np.ndarray | None, valid: np.ndarray) -> None:
+        """A block's window outputs (``engine_model.head_outputs``); adds its embeddings to the sample."""
+        write_block(self.outs, blk, probs, emb, valid, self.K, self.req.probability_dtype)
+        if self.tmp_emb is not None:
+            e = np.full((self.tmp_emb.ds.count, blk.rows, blk.cols), np.nan, np.float32) if emb is None else \
+                np.where(valid[None], emb, np.nan).astype(np.float32)
+            self.tmp_emb.write(e, blk.row0, blk.col0)
+        if self.sample is not None and emb is not None:
+            self.sample.add(emb[:, valid].T)
+
+    def add(self, kind: str, raster: OutputRaster) -> None:
+        """An output made after the blocks (the clusters), committed with the others."""
+        self.outs[kind] = raster
+
+    def commit(self) -> dict[str, str]:
+        """Finish every output (overviews, tags) and move it into place: kind -> path."""
+        for o in self.outs.values():
+            o.finish()
+        return {k: o.commit() for k, o in self.outs.items()}
+
+    def abort(self) -> None:
+        for o in self.outs.values():
+            o.abort()
+        self.drop_temporaries()
+
+    def drop_temporaries(self) -> None:
+        if self.tmp_emb is not None:
+            self.tmp_emb.abort()

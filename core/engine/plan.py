@@ -1,0 +1,189 @@
+"""A run's plan: everything decided before the first block is read.
+
+``make_plan`` opens the inputs, maps their bands, checks processing level and SAR units,
+chooses the reference grid, the mode, the output stride, the halo and the blocks, lays out
+the dense feature grid and the outputs, decides which inputs are decoded once first, and
+checks that the disk holds all of it. The passes (``dense``, ``sliding``, ``clusters``) take
+the plan and only run; ``ScenePlan.warnings`` collects what the user should read.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import rasterio
+
+from . import windows as W
+from .align import Grid, detect_level, guess_bands, map_bands, reference_grid, sar_is_linear
+from .band_reader import on_grid
+from .disk_space import MB, check_free_space, remove_stale_temporaries
+from .engine_model import EngineModel
+from .feature_grid import FeatureAxis
+from .outputs import output_specs
+from .request import LABEL, SceneRequest
+from .scene_inputs import StagingPlan, fit_staging, open_input, staging_plan
+
+# 'auto' picks dense only where dense agrees with the sliding-window reference on >= 90 % of the
+# dominant classes. Measured with the bundled model (benchmarks/dense_agreement.py), since dense
+# pools the map at the patch's own feature-cell centres: Spain S2 + S1 93.3 % (stride 16 px),
+# 90.6 % (32 px); USA S2 L1C 97.7 % (16 px). So auto = dense.
+AUTO_DENSE = True
+# Dense mode computes each feature cell once, reading DENSE_CONTEXT px of receptive-field context
+# around the cells a block owns (``feature_grid``); the pooling windows of edge cells take their
+# neighbours' features from the store instead of a wider halo.
+DENSE_CONTEXT = 64
+
+
+@dataclass
+class ScenePlan:
+    """What a run reads, computes and writes; see ``make_plan``."""
+
+    req: SceneRequest
+    srcs: dict[str, Any]             # modality -> open rasterio dataset (closed by ``close``)
+    maps: dict[str, Any]             # modality -> BandMapping (file bands in the model's order)
+    to_db: bool                      # the SAR input is linear power, read in dB
+    grid: Grid                       # the reference grid every input is read on
+    mode: str                        # dense | sliding
+    stride: int                      # output cell size in reference pixels
+    halo: int                        # pixels read around a block
+    block: int                       # block edge in reference pixels
+    enc_stride: int                  # the encoders' output stride
+    out_h: int
+    out_w: int
+    out_transform: Any
+    nblocks: int
+    axes: tuple[FeatureAxis, FeatureAxis]  # dense mode's scene-wide feature grid
+    store_origin: tuple[int, int]    # the feature cell at store cell (0, 0)
+    store_rows: int
+    store_cols: int
+    tag: str                         # path prefix of the run's temporary files
+    tags: dict[str, str]             # metadata written into every output
+    specs: dict[str, dict]           # output kind -> OutputRaster arguments
+    direct: dict[str, bool]          # modality -> the input is read on the grid without warping
+    to_stage: StagingPlan
+    room: int | None                 # bytes compressed staged copies share (None: uncompressed)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.srcs)
+
+    @property
+    def grid_args(self) -> dict[str, Any]:
+        """The output grid, as ``OutputRaster`` takes it."""
+        return dict(crs=self.grid.crs, transform=self.out_transform, width=self.out_w, height=self.out_h)
+
+    def blocks(self) -> Iterator[W.Block]:
+        """The output blocks, row-major, with the halo of the plan's mode."""
+        return W.iter_blocks(self.grid.height, self.grid.width, self.stride, self.block, self.halo, self.enc_stride)
+
+    def close(self) -> None:
+        for s in self.srcs.values():
+            s.close()
+
+
+def make_plan(req: SceneRequest, em: EngineModel) -> ScenePlan:
+    """Open the inputs and decide everything about the run (see the module docstring).
+
+    Raises ValueError / FileNotFoundError with what to change; closes what it opened on error.
+    """
+    warns: list[str] = []
+    srcs: dict[str, Any] = {}
+    try:
+        for m, p in (("s2", req.optical), ("s1", req.sar)):
+            if p is not None:
+                srcs[m] = open_input(p, LABEL[m])
+        return _plan(req, em, srcs, warns)
+    except BaseException:
+        for s in srcs.values():
+            s.close()
+        raise
+
+
+def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[str]) -> ScenePlan:
+    maps = {}
+    for m, src in srcs.items():
+        explicit = req.optical_bands if m == "s2" else req.sar_bands
+        maps[m] = map_bands(src.name, src.count, src.descriptions, em.bands[m], explicit, f"{LABEL[m]} raster")
+    if "s2" in srcs:
+        _check_level(req, em, srcs["s2"], warns)
+    to_db = False
+    if "s1" in srcs:
+        units = req.sar_units
+        if units == "auto":
+            units = "linear" if sar_is_linear(srcs["s1"], maps["s1"].indexes) else "db"
+            if units == "linear":
+                warns.append("the SAR input looks like linear power: converted to dB (10 log10); "
+                             "set sar_units='db' if it already is")
+        to_db = units == "linear"
+    primary = srcs.get("s2") or srcs["s1"]
+    others = [s for s in srcs.values() if s is not primary]
+    grid, native = reference_grid(primary, others, em.pixel_size, req.extent, req.extent_crs)
+    if not native:
+        warns.append(f"inputs resampled to a {em.pixel_size:g} m grid in {grid.crs.to_string()}")
+    mode = req.mode
+    if mode == "auto":
+        mode = "dense" if AUTO_DENSE else "sliding"
+    stride = req.stride or (em.stride if mode == "dense" else em.patch // 2)
+    if mode == "dense":  # receptive-field context around each block's own feature cells
+        # (at least one feature cell: the read window must hold the pixels of the block's cells)
+        halo = max(em.stride, W.round_up(req.halo if req.halo is not None else DENSE_CONTEXT, em.stride))
+    else:  # the windows of the block's cells
+        halo = max(req.halo if req.halo is not None else W.default_halo(em.patch, em.stride),
+                   em.patch // 2 + stride)
+    block = max(req.block_size, stride)
+    out_h, out_w = W.output_shape(grid.height, grid.width, stride)
+    axes = (FeatureAxis(out_h, stride, em.patch, em.stride, em.patch_cells),
+            FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
+    (r0, r1), (c0, c1) = axes[0].cells, axes[1].cells
+    tag = _temporary_tag(req)
+    stale = remove_stale_temporaries(tag)
+    if stale:
+        warns.append(f"deleted {len(stale)} temporary file(s) ({sum(n for _, n in stale) / MB:.0f} MB) that an "
+                     f"earlier run beside {Path(next(iter(req.outputs.values()))).name} left when it was stopped")
+    tags = {"model": Path(req.model).name, "mode": mode, "stride_px": str(stride), "window_px": str(em.patch)}
+    specs = output_specs(req, em, list(srcs), tags)
+    stores = [(tag, (r1 - r0) * (c1 - c0) * em.dim * 4 * len(srcs)), (tag, out_h * out_w * len(srcs))] \
+        if mode == "dense" else []
+    direct = {m: on_grid(src, grid) for m, src in srcs.items()}
+    to_stage = staging_plan(req, srcs, maps, grid, direct, tag, warns)
+    needs = _disk_needs(req, specs, out_h * out_w, stores)
+    what = f"this {mode} run ({out_w} x {out_h} output cells)"
+    check_free_space(needs, what)
+    room = fit_staging(to_stage, needs, what, req.stage, warns)
+    return ScenePlan(req, srcs, maps, to_db, grid, mode, stride, halo, block, em.stride, out_h, out_w,
+                     grid.transform * rasterio.Affine.scale(stride),
+                     W.count_blocks(grid.height, grid.width, stride, block), axes, (r0, c0), r1 - r0, c1 - c0,
+                     tag, tags, specs, direct, to_stage, room, warns)
+
+
+def _check_level(req: SceneRequest, em: EngineModel, src, warns: list[str]) -> None:
+    """Warn where the optical input's processing level (L1C/L2A) differs from the model's or is unknown."""
+    lvl = req.optical_level.upper()
+    if lvl == "AUTO":
+        lvl = detect_level(src.name, src.tags(), guess_bands(src.descriptions, src.count, "s2"))
+    if em.level and lvl and lvl != em.level:
+        warns.append(f"the optical input is {lvl} but the model was trained on {em.level}: expect a "
+                     f"domain shift (top-of-atmosphere vs surface reflectance); prefer {em.level} data")
+    elif em.level and not lvl:
+        warns.append(f"the processing level of the optical input is unknown; the model expects {em.level}")
+
+
+def _temporary_tag(req: SceneRequest) -> str:
+    """Path prefix of the run's temporary files (feature stores, staged copies): hidden, beside
+    the first output, with the process id (``disk_space.remove_stale_temporaries`` finds them)."""
+    first = Path(next(iter(req.outputs.values())))
+    return str(first.parent / f".{first.name}.{os.getpid()}")
+
+
+def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int,
+                stores: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(file, bytes at most) of every file a run writes: each output uncompressed with a third
+    more for overviews and a header; ``stores``: dense mode's feature stores."""
+    header = 64 * 1024  # TIFF header, tile index, colour table, tags
+    return [(req.outputs["clusters" if k == "_embeddings" else k],  # beside the clusters it is for
+             cells * sp["count"] * np.dtype(sp["dtype"]).itemsize * 4 // 3 + header)
+            for k, sp in specs.items()] + stores
