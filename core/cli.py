@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {train,evaluate,export,demo,classify,embed}`` (run from the plugin folder).
+"""Command line: ``python -m core {train,evaluate,export,demo,classify,embed,finetune}`` (run from the plugin folder).
 
 Runs unchanged under ``torchrun --nproc_per_node=N -m core train ...``.
 """
@@ -222,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     d.set_defaults(func=cmd_demo)
     from .engine.cli import add_commands
+    from .fewshot.cli import add_command as add_finetune
 
     add_commands(sub)
+    add_finetune(sub)
     return p
 
 

@@ -182,18 +182,26 @@ class MosaicDock(QgsDockWidget):
         self.clusters_spin.setRange(2, 64)
         self.clusters_spin.setValue(8)
         self.extent_check = QCheckBox("Only the visible map extent", options)
+        self.fine_check = QCheckBox("Fine map (per 10 m pixel)", options)
+        self.fine_check.setToolTip("Classes, probabilities and uncertainty of every pixel, from the pixel head of a "
+                                   "model fine-tuned from your polygons")
+        self.window_check = QCheckBox("Window map (1.2 km windows)", options)
+        self.window_check.setToolTip("Multi-label probabilities and dominant class of the window around each "
+                                     "160 m cell (no value where the window is less than 90 % inside the data)")
         self.output_dir = QgsFileWidget(options)
         self.output_dir.setStorageMode(QgsFileWidget.GetDirectory)
         self.output_dir.lineEdit().setPlaceholderText("temporary folder")
         opt_form.addRow("Device", self.device_combo)
         opt_form.addRow("Clusters (embed)", self.clusters_spin)
         opt_form.addRow("", self.extent_check)
+        opt_form.addRow("Classify", self.fine_check)
+        opt_form.addRow("", self.window_check)
         opt_form.addRow("Output folder", self.output_dir)
         layout.addWidget(options)
 
         buttons = QHBoxLayout()
         self.classify_button = QPushButton("Classify", body)
-        self.classify_button.setToolTip("Class probabilities, dominant class, multi-hot and uncertainty")
+        self.classify_button.setToolTip("The fine map and/or the window map, as ticked in the Run box")
         self.embed_button = QPushButton("Embed + cluster", body)
         self.embed_button.setToolTip("Embeddings and their K-means clusters")
         self.cancel_button = QPushButton("Cancel", body)
@@ -515,10 +523,7 @@ class MosaicDock(QgsDockWidget):
             return
         res = task.result
         self.reload_models(select=res.card_path)
-        v = res.validation or {}
-        ap = "n/a" if v.get("ap_macro") is None else f"{100 * v['ap_macro']:.1f}"
-        self.status.setText(f"fine-tune: {Path(res.card_path).stem} in {res.seconds:.0f} s; new classes: "
-                            f"{', '.join(res.new_classes) or 'none'}; validation AP macro {ap}.\n"
+        self.status.setText(f"fine-tune: {Path(res.card_path).stem} in {res.seconds:.0f} s\n{res.summary()}\n"
                             f"Report: {res.report_html}")
         self._message(f"Fine-tuned model {Path(res.card_path).stem} saved and selected; report: "
                       f"<a href='{Path(res.report_html).as_uri()}'>{Path(res.report_html).name}</a>", Qgis.Success)
@@ -582,6 +587,10 @@ class MosaicDock(QgsDockWidget):
             self.model_bands.setText("No model found: add one with …")
             return
         self.model_bands.setText(info.summary())
+        # a model fine-tuned from polygons maps per pixel; the window map stays available beside it
+        self.fine_check.setEnabled(bool(info.pixel_classes))
+        self.fine_check.setChecked(bool(info.pixel_classes))
+        self.window_check.setChecked(not info.pixel_classes)
         for name, color in info.classes:
             QListWidgetItem(_swatch(color), name, self.class_list)
         if hasattr(self, "label_class_list"):
@@ -639,7 +648,15 @@ class MosaicDock(QgsDockWidget):
         if sar is not None and not info.sar_bands:
             raise ValueError(f"The model {info.name} has no SAR stream: leave the SAR layer empty.")
         device = self.device_combo.currentText().strip().lower() or "auto"
-        kinds = ("probabilities", "dominant") if job == "classify" else ("embeddings", "clusters")
+        if job == "classify":
+            fine = self.fine_check.isChecked() and bool(info.pixel_classes)
+            kinds = (("fine_classes", "fine_probabilities", "fine_uncertainty") if fine else ()) + \
+                (("probabilities", "dominant") if self.window_check.isChecked() else ())
+            if not kinds:
+                raise ValueError("Tick what to classify: the fine map (a model fine-tuned from polygons) or the "
+                                 "window map.")
+        else:
+            kinds = ("embeddings", "clusters")
         stem = Path((optical or sar).source()).stem or "mosaic"
         request: dict[str, Any] = {
             "model": info.path,
@@ -712,7 +729,8 @@ class MosaicDock(QgsDockWidget):
         group = f"MoSAiC {task.job}: {task.source} ({info.name}, {time.strftime('%H:%M:%S')})"
         k = task.request.get("clusters") if "clusters" in result.outputs else None
         try:
-            self.last_layers = add_output_layers(QgsProject.instance(), result.outputs, group, info.classes, k)
+            self.last_layers = add_output_layers(QgsProject.instance(), result.outputs, group, info.classes, k,
+                                                 info.pixel_classes)
         except ValueError as e:
             self._message(str(e), Qgis.Critical)
             return

@@ -33,6 +33,9 @@ class ModelInfo:
     sar_units: str = ""
     bundled: bool = False
     metrics: dict = field(default_factory=dict, compare=False)
+    # the pixel head's classes, (name, colour), of a model fine-tuned from polygons (fine maps)
+    pixel_classes: tuple[tuple[str, str], ...] = ()
+    pixel_modalities: tuple[str, ...] = ()
 
     @property
     def class_names(self) -> list[str]:
@@ -48,7 +51,13 @@ class ModelInfo:
             units = f" ({self.sar_units})" if self.sar_units else ""
             parts.append(f"SAR{units}: {' '.join(self.sar_bands)}")
         parts.append(f"{len(self.classes)} classes")
+        if self.pixel_classes:
+            parts.append(f"Fine map (10 m) classes: {', '.join(n for n, _ in self.pixel_classes)}")
         return "\n".join(parts)
+
+    def classes_for(self, kind: str) -> tuple[tuple[str, str], ...]:
+        """The (name, colour) classes an output kind is coloured with: the pixel head's for fine outputs."""
+        return self.pixel_classes if kind.startswith("fine_") else self.classes
 
 
 def card_path(path: str | Path) -> Path:
@@ -104,6 +113,9 @@ def read_model_info(path: str | Path) -> ModelInfo:
         sar_units=str(s1.get("units") or ""),
         bundled=cpath.parent.resolve() == BUNDLED_MODELS_DIR.resolve(),
         metrics=card.get("metrics") or {},
+        pixel_classes=tuple((str(c["name"]), str(c.get("color") or "#808080"))
+                            for c in card.get("pixel_classes") or [] if isinstance(c, dict) and c.get("name")),
+        pixel_modalities=tuple((card.get("architecture") or {}).get("pixel_modalities") or ()),
     )
 
 

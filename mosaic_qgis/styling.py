@@ -1,10 +1,13 @@
 """Renderers for MoSAiC output rasters and the one layer-tree group per run.
 
-- dominant class: paletted renderer with the model's class names and colours (legend = classes);
-- probabilities: one band per class named after it; shown as a grey ramp of the first band;
+- dominant class, fine classes: paletted renderer with the class names and colours (the legend
+  lists the classes the raster holds);
+- probabilities, fine probabilities: one band per class named after it; shown as a grey ramp of
+  the first band;
 - multi-hot: paletted over the class combinations present, labelled with their class names
   (bit i = class i), or a ramp when there are too many combinations;
-- uncertainty: a pseudocolour ramp over the mean binary entropy, 0 (certain) to 1 bit;
+- uncertainty: a pseudocolour ramp over the mean binary entropy, 0 (certain) to 1 bit; fine
+  uncertainty: the same ramp over the normalised entropy of the pixel head;
 - embeddings: the first three dimensions as RGB, stretched;
 - clusters: paletted, a distinct qualitative colour per cluster.
 
@@ -37,8 +40,12 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 # Output kinds in layer-tree order (top first) and their layer names.
-KIND_ORDER: tuple[str, ...] = ("dominant", "probabilities", "multihot", "uncertainty", "clusters", "embeddings")
+KIND_ORDER: tuple[str, ...] = ("fine_classes", "dominant", "fine_probabilities", "probabilities", "multihot",
+                               "fine_uncertainty", "uncertainty", "clusters", "embeddings")
 KIND_LABELS: dict[str, str] = {
+    "fine_classes": "Fine classes (10 m)",
+    "fine_probabilities": "Fine class probabilities (10 m)",
+    "fine_uncertainty": "Fine uncertainty (10 m)",
     "dominant": "Dominant class",
     "probabilities": "Class probabilities",
     "multihot": "Multi-hot classes",
@@ -148,15 +155,18 @@ def style_layer(layer: QgsRasterLayer, kind: str, classes: Classes | None = None
         k: number of clusters, for ``clusters`` (else taken from the band's maximum).
     """
     provider = layer.dataProvider()
-    if kind == "dominant":
+    if kind in ("dominant", "fine_classes"):
         if not classes:
-            raise ValueError("the dominant-class style needs the model's classes")
-        renderer = paletted_renderer(layer, ((i, QColor(color), name) for i, (name, color) in enumerate(classes)))
+            raise ValueError(f"the {kind} style needs the model's classes")
+        # the legend lists the classes the raster holds (its ``values`` tag), all of them without one
+        present = values_present(layer.source())
+        renderer = paletted_renderer(layer, ((i, QColor(color), name) for i, (name, color) in enumerate(classes)
+                                             if present is None or i in present))
     elif kind == "clusters":
         if k is None:
             k = int(_band_range(layer, 1)[1]) + 1
         renderer = paletted_renderer(layer, ((i, c, f"Cluster {i}") for i, c in enumerate(cluster_colors(k))))
-    elif kind == "probabilities":
+    elif kind in ("probabilities", "fine_probabilities"):
         renderer = QgsSingleBandGrayRenderer(provider, 1)
         lo, hi = _probability_range(layer)
         enhancement = QgsContrastEnhancement(provider.dataType(1))
@@ -166,6 +176,8 @@ def style_layer(layer: QgsRasterLayer, kind: str, classes: Classes | None = None
         renderer.setContrastEnhancement(enhancement)
     elif kind == "uncertainty":
         renderer = _ramp_renderer(layer, "Magma", 0.0, 1.0)  # mean binary entropy, bits
+    elif kind == "fine_uncertainty":  # normalised entropy: 0..1, or x 250 in a byte raster
+        renderer = _ramp_renderer(layer, "Magma", 0.0, 250.0 if provider.dataType(1) == Qgis.Byte else 1.0)
     elif kind == "multihot":
         renderer = _multihot_renderer(layer, classes)
     elif kind == "embeddings":
@@ -232,15 +244,17 @@ def add_output_layers(
     group_name: str,
     classes: Classes | None = None,
     k: int | None = None,
+    fine_classes: Classes | None = None,
 ) -> list[QgsRasterLayer]:
-    """Load engine outputs (kind -> path) as styled layers in a new group; main thread only."""
+    """Load engine outputs (kind -> path) as styled layers in a new group; main thread only.
+    ``fine_classes``: the pixel head's classes, for the fine outputs."""
     layers = []
     group = new_run_group(project, group_name)
     for kind in sorted(outputs, key=lambda kd: KIND_ORDER.index(kd) if kd in KIND_ORDER else len(KIND_ORDER)):
         layer = QgsRasterLayer(outputs[kind], KIND_LABELS.get(kind, kind), "gdal")
         if not layer.isValid():
             raise ValueError(f"the {kind} output {outputs[kind]} could not be opened")
-        style_layer(layer, kind, classes, k)
+        style_layer(layer, kind, fine_classes if kind.startswith("fine_") else classes, k)
         project.addMapLayer(layer, False)
         place_in_group(project, layer, group, kind)
         layers.append(layer)

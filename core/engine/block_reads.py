@@ -79,6 +79,7 @@ class BlockInput:
     # values in their stored type, made into that strip by strip as the encoder runs
     values: torch.Tensor | StoredRows | None
     present: np.ndarray          # bool [rows, cols]
+    valid: torch.Tensor | None = None  # bool [Hr, Wr]: the read window's pixels with data (fine outputs)
 
 
 def block_buffers(inputs: list[InputReader], blk: W.Block, dense: bool) -> list[np.ndarray]:
@@ -125,7 +126,7 @@ def read_block(inputs: list[InputReader], grid: Grid, blk: W.Block, stride: int,
                 x = normalize_(a, inp.modality, ~valid, inp.mean, inp.std)
                 if layout is not None:
                     x = layout(x[None])
-        out.append(BlockInput(inp.modality, x, present))
+        out.append(BlockInput(inp.modality, x, present, valid))
     return out
 
 

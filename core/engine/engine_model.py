@@ -63,6 +63,7 @@ class EngineModel:
         self.level = inputs.get("s2", {}).get("level")
         self.reference = model  # unfused, for the sliding-window reference
         self.encoders = {}
+        self.level_encoders = {}  # the same encoders, not compiled: they give every stage's output
         self.row_inputs = device.type == "cpu" and not compile  # StripEncoders take RowSources
         self.fused: dict[str, bool] = {}  # per encoder: convolution, sum and ReLU as one operation (fused.py)
         for m, enc in model.encoders.items():
@@ -71,6 +72,7 @@ class EngineModel:
                 e, self.fused[m] = fuse_pointwise(e)
                 # stem + first stage strip by strip: same map, a third of the activation memory
                 e = strip_encoder(e.to(memory_format=torch.channels_last))
+            self.level_encoders[m] = e
             if compile:
                 e = torch.compile(e, dynamic=True)
             self.encoders[m] = e
@@ -82,6 +84,12 @@ class EngineModel:
         self.head_b = model.head.bias.detach().to(device)
         self.autocast = device.type == "cuda"
         self._blank: dict[str, torch.Tensor] = {}
+        # the per-pixel head of a model fine-tuned from polygons (None: the model has none)
+        self.pixel_head = model.pixel_head.to(device).eval() if model.pixel_head is not None else None
+        self.pixel_classes = list(model.cfg.pixel_classes)
+        self.pixel_modalities = list(model.cfg.pixel_modalities)
+        self.pixel_levels = model.cfg.pixel_levels
+        self.pixel_colors = [c.get("color", "#808080") for c in card.get("pixel_classes", [])] or None
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] on the device in the layout the encoders run fastest in."""
@@ -101,6 +109,21 @@ class EngineModel:
             with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
                 return self.encoders[m](x).float()
         return self.encoders[m](x)
+
+    @torch.inference_mode()
+    def encode_levels(self, m: str, x: Input, n: int = 4) -> list[torch.Tensor]:
+        """As ``encode``, but the first ``n`` stages' outputs: [B, C_L, H/s, W/s] (float32) for
+        s = 2, 4, 8, 16 (the small model), the maps the pixel head reads."""
+        enc = self.level_encoders[m]
+        if not isinstance(x, torch.Tensor):
+            if self.row_inputs:
+                return enc.forward_levels(x, n)
+            x = x.rows(0, x.shape[2])
+        x = self.prepare(x)
+        if self.autocast:
+            with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
+                return [y.float() for y in enc.forward_levels(x, n)]
+        return enc.forward_levels(x, n)
 
     @torch.inference_mode()
     def blank_features(self, m: str) -> torch.Tensor:

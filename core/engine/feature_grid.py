@@ -60,6 +60,13 @@ class FeatureAxis:
             b = max(b, hi)
         return max(a, lo), min(b, hi)
 
+    def owned_pixels(self, a: int, b: int, n_pixels: int) -> tuple[int, int]:
+        """Reference pixels [p0, p1) of the feature cells [a, b) (each cell's pixels are those
+        within half a stride of its centre), inside [0, n_pixels): the pixels a block gives fine
+        outputs for. The blocks' cells partition the scene's, so their pixels partition the grid."""
+        e, ph = self.enc_stride, self.phase
+        return max(0, e * a + ph - e // 2), min(n_pixels, e * b + ph - e // 2)
+
     def read_window(self, a: int, b: int, context: int) -> tuple[int, int]:
         """(first pixel, length) the encoder reads to compute cells [a, b) with ``context`` px
         (a multiple of the encoder stride) on both sides: cell ``a`` is map cell context / E."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import windows as W
 from .engine_model import EngineModel
-from .request import SceneRequest
+from .request import FINE_KINDS, SceneRequest
 from .writer import PROB_SCALE, OutputRaster, multihot_dtype
 
 
@@ -43,15 +43,45 @@ def output_specs(req: SceneRequest, em: EngineModel, mods: Sequence[str], tags: 
                                                   for i in range(em.dim)], tags=tags)
         elif kind == "clusters":  # written after K-means, with its colours and fit in the tags
             specs[kind] = dict(count=1, dtype="uint8", nodata=255, descriptions=["cluster"], categorical=True)
+        elif kind in FINE_KINDS:
+            specs[kind] = _fine_spec(kind, req, em, tags)
     if "clusters" in req.outputs and "embeddings" not in req.outputs:
         specs["_embeddings"] = emb
     return specs
 
 
+def _fine_spec(kind: str, req: SceneRequest, em: EngineModel, tags: dict[str, str]) -> dict:
+    """``OutputRaster`` arguments of a fine (per-pixel) output: the pixel head's classes."""
+    classes = em.pixel_classes
+    fine_tags = {"model": tags["model"], "mode": "dense", "pixel_head": "hypercolumn", "window_px": "1"}
+    if kind == "fine_classes":
+        return dict(count=1, dtype="uint8", nodata=255, descriptions=["fine class"], colors=em.pixel_colors,
+                    categorical=True, tags={**fine_tags, **{f"class_{i}": c for i, c in enumerate(classes)}})
+    if kind == "fine_probabilities":
+        if req.probability_dtype == "uint8":
+            return dict(count=len(classes), dtype="uint8", nodata=255, descriptions=classes, scale=1 / PROB_SCALE,
+                        tags={**fine_tags, "encoding": "p = value / 250 (softmax over the classes)"})
+        return dict(count=len(classes), dtype="float32", nodata=float("nan"), descriptions=classes,
+                    tags={**fine_tags, "encoding": "softmax over the classes"})
+    # fine_uncertainty: entropy of the softmax over log(K): 0 = one class certain, 1 = all equally likely
+    if req.probability_dtype == "uint8":
+        return dict(count=1, dtype="uint8", nodata=255, descriptions=["normalised entropy"], scale=1 / PROB_SCALE,
+                    tags={**fine_tags, "encoding": "u = value / 250, entropy / log(K)"})
+    return dict(count=1, dtype="float32", nodata=float("nan"), descriptions=["normalised entropy"],
+                tags={**fine_tags, "encoding": "entropy / log(K)"})
+
+
+def write_fine(outs: dict[str, OutputRaster], row0: int, col0: int, arrays: dict[str, np.ndarray]) -> None:
+    """Fine outputs of the pixels from (row0, col0): ``arrays`` kind -> [bands, h, w], already
+    encoded (``fine.fine_block``)."""
+    for kind, a in arrays.items():
+        outs[kind].write(a, row0, col0)
+
+
 def write_block(outs: dict[str, OutputRaster], blk: W.Block, probs, emb, valid, K: int, pdtype: str) -> None:
     shape = (blk.rows, blk.cols)
     for kind, o in outs.items():
-        if kind == "clusters":
+        if kind == "clusters" or kind in FINE_KINDS:
             continue
         if probs is None:
             nd = o.ds.nodata
@@ -121,7 +151,8 @@ class OutputSet:
         try:
             for kind, path in req.outputs.items():
                 if kind != "clusters":
-                    self.outs[kind] = OutputRaster(path, kind, **self.specs[kind], **self.grid_args)
+                    grid = plan.fine_grid_args if kind in FINE_KINDS else self.grid_args
+                    self.outs[kind] = OutputRaster(path, kind, **self.specs[kind], **grid)
             if "_embeddings" in self.specs:
                 d = Path(req.outputs["clusters"]).parent
                 self.tmp_emb = OutputRaster(str(d / f".{Path(req.outputs['clusters']).name}.embeddings.tif"),
@@ -142,6 +173,10 @@ class OutputSet:
             self.tmp_emb.write(e, blk.row0, blk.col0)
         if self.sample is not None and emb is not None:
             self.sample.add(emb[:, valid].T)
+
+    def write_fine(self, row0: int, col0: int, arrays: dict[str, np.ndarray]) -> None:
+        """Per-pixel outputs of the pixels from (row0, col0) (``write_fine``)."""
+        write_fine(self.outs, row0, col0, arrays)
 
     def add(self, kind: str, raster: OutputRaster) -> None:
         """An output made after the blocks (the clusters), committed with the others."""

@@ -23,7 +23,7 @@ from .disk_space import MB, check_free_space, remove_stale_temporaries
 from .engine_model import EngineModel
 from .feature_grid import FeatureAxis
 from .outputs import output_specs
-from .request import LABEL, SceneRequest
+from .request import FINE_KINDS, LABEL, SceneRequest
 from .scene_inputs import StagingPlan, fit_staging, open_input, staging_plan
 
 # 'auto' picks dense only where dense agrees with the sliding-window reference on >= 90 % of the
@@ -73,8 +73,27 @@ class ScenePlan:
 
     @property
     def grid_args(self) -> dict[str, Any]:
-        """The output grid, as ``OutputRaster`` takes it."""
+        """The output grid of window outputs, as ``OutputRaster`` takes it."""
         return dict(crs=self.grid.crs, transform=self.out_transform, width=self.out_w, height=self.out_h)
+
+    @property
+    def fine_grid_args(self) -> dict[str, Any]:
+        """The grid of fine (per-pixel) outputs: the reference grid itself."""
+        return dict(crs=self.grid.crs, transform=self.grid.transform, width=self.grid.width, height=self.grid.height)
+
+    @property
+    def fine_kinds(self) -> list[str]:
+        """The fine outputs asked for (dense pass 1 also applies the pixel head when there are any)."""
+        return [k for k in self.req.outputs if k in FINE_KINDS]
+
+    @property
+    def fine(self) -> bool:
+        return bool(self.fine_kinds)
+
+    @property
+    def windows(self) -> bool:
+        """Window outputs asked for: dense mode stores the features and pools them in a second pass."""
+        return any(k not in FINE_KINDS for k in self.req.outputs)
 
     def blocks(self) -> Iterator[W.Block]:
         """The output blocks, row-major, with the halo of the plan's mode."""
@@ -104,6 +123,8 @@ def make_plan(req: SceneRequest, em: EngineModel) -> ScenePlan:
 
 
 def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[str]) -> ScenePlan:
+    if any(k in FINE_KINDS for k in req.outputs):
+        _check_pixel_head(req, em, list(srcs), warns)
     maps = {}
     for m, src in srcs.items():
         explicit = req.optical_bands if m == "s2" else req.sar_bands
@@ -146,11 +167,12 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
                      f"earlier run beside {Path(next(iter(req.outputs.values()))).name} left when it was stopped")
     tags = {"model": Path(req.model).name, "mode": mode, "stride_px": str(stride), "window_px": str(em.patch)}
     specs = output_specs(req, em, list(srcs), tags)
-    stores = [(tag, (r1 - r0) * (c1 - c0) * em.dim * 4 * len(srcs)), (tag, out_h * out_w * len(srcs))] \
-        if mode == "dense" else []
+    windows = any(k not in FINE_KINDS for k in req.outputs)
+    stores = [(tag, (r1 - r0) * (c1 - c0) * (em.dim + 1) * 4 * len(srcs)), (tag, out_h * out_w * len(srcs))] \
+        if mode == "dense" and windows else []
     direct = {m: on_grid(src, grid) for m, src in srcs.items()}
     to_stage = staging_plan(req, srcs, maps, grid, direct, tag, warns)
-    needs = _disk_needs(req, specs, out_h * out_w, stores)
+    needs = _disk_needs(req, specs, out_h * out_w, grid.height * grid.width, stores)
     what = f"this {mode} run ({out_w} x {out_h} output cells)"
     check_free_space(needs, what)
     room = fit_staging(to_stage, needs, what, req.stage, warns)
@@ -172,6 +194,22 @@ def _check_level(req: SceneRequest, em: EngineModel, src, warns: list[str]) -> N
         warns.append(f"the processing level of the optical input is unknown; the model expects {em.level}")
 
 
+def _check_pixel_head(req: SceneRequest, em: EngineModel, given: list[str], warns: list[str]) -> None:
+    """Fine outputs need a pixel head trained on at least one of the given inputs."""
+    if em.pixel_head is None:
+        raise ValueError(f"the model {Path(req.model).name} has no pixel head, so it gives no fine (per-pixel) "
+                         f"outputs: fine-tune it from labelled polygons first (python -m core finetune, or "
+                         f"mosaic:finetune in QGIS), or ask for window outputs only")
+    usable = [m for m in given if m in em.pixel_modalities]
+    if not usable:
+        need = " and ".join(LABEL[m] for m in em.pixel_modalities)
+        raise ValueError(f"the model's pixel head was trained on the {need} input: give it for fine outputs")
+    for m in given:
+        if m not in em.pixel_modalities:
+            warns.append(f"the {LABEL[m]} input is not used by the fine outputs: the pixel head was trained "
+                         f"without it")
+
+
 def _temporary_tag(req: SceneRequest) -> str:
     """Path prefix of the run's temporary files (feature stores, staged copies): hidden, beside
     the first output, with the process id (``disk_space.remove_stale_temporaries`` finds them)."""
@@ -179,11 +217,12 @@ def _temporary_tag(req: SceneRequest) -> str:
     return str(first.parent / f".{first.name}.{os.getpid()}")
 
 
-def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int,
+def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int, pixels: int,
                 stores: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """(file, bytes at most) of every file a run writes: each output uncompressed with a third
-    more for overviews and a header; ``stores``: dense mode's feature stores."""
+    more for overviews and a header (``cells`` per window output, ``pixels`` per fine output);
+    ``stores``: dense mode's feature stores."""
     header = 64 * 1024  # TIFF header, tile index, colour table, tags
     return [(req.outputs["clusters" if k == "_embeddings" else k],  # beside the clusters it is for
-             cells * sp["count"] * np.dtype(sp["dtype"]).itemsize * 4 // 3 + header)
+             (pixels if k in FINE_KINDS else cells) * sp["count"] * np.dtype(sp["dtype"]).itemsize * 4 // 3 + header)
             for k, sp in specs.items()] + stores

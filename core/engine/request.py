@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .staging import STAGE_MODES
+from .windows import WINDOW_VALID_MIN
 
+# one value per output cell: the model's answer for the training window centred there
 WINDOW_KINDS = ("probabilities", "dominant", "multihot", "uncertainty", "embeddings", "clusters")
-OUTPUT_KINDS = WINDOW_KINDS
+# one value per reference-grid pixel, from the pixel head of a model fine-tuned from polygons
+FINE_KINDS = ("fine_classes", "fine_probabilities", "fine_uncertainty")
+OUTPUT_KINDS = WINDOW_KINDS + FINE_KINDS
 MODES = ("auto", "dense", "sliding")
 LABEL = {"s2": "optical", "s1": "SAR"}  # how messages name a modality's input
 
@@ -47,6 +51,7 @@ class SceneRequest:
     compile: bool = False             # torch.compile the encoders (pays on long runs)
     prefetch: bool = True             # read the next block while this one computes (about half a block more in RAM)
     stage: str = "auto"               # auto | always | never: decode slow inputs once before the run (staging.py)
+    window_valid_min: float = WINDOW_VALID_MIN  # a window output needs this share of its window's pixels with data
 
 
 @dataclass
@@ -74,6 +79,8 @@ def check_request(req: SceneRequest) -> None:
         raise ValueError(f"unknown output kind(s) {bad}; choose from {', '.join(OUTPUT_KINDS)}")
     if req.mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {req.mode!r}")
+    if req.mode == "sliding" and any(k in FINE_KINDS for k in req.outputs):
+        raise ValueError("fine outputs come from dense mode's encoder pass: use mode dense or auto")
     if req.stage not in STAGE_MODES:
         raise ValueError(f"stage must be one of {', '.join(STAGE_MODES)}, got {req.stage!r}")
     if req.sar_units not in ("auto", "db", "linear"):
@@ -86,6 +93,8 @@ def check_request(req: SceneRequest) -> None:
         raise ValueError(f"batch_size must be >= 1, got {req.batch_size}")
     if "clusters" in req.outputs and not (2 <= req.clusters <= 254):
         raise ValueError(f"clusters must be between 2 and 254, got {req.clusters}")
+    if not 0.0 <= req.window_valid_min <= 1.0:
+        raise ValueError(f"window_valid_min is a share of a window's pixels, from 0 to 1; got {req.window_valid_min}")
     if req.optical_level.upper() not in ("AUTO", "L1C", "L2A"):
         raise ValueError(f"optical_level must be auto, L1C or L2A, got {req.optical_level!r}")
     paths = list(req.outputs.values())

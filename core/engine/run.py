@@ -71,16 +71,17 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
     try:
         outputs = OutputSet(plan, em)
         n = plan.nblocks
-        passes = (2 if plan.mode == "dense" else 1) + ("clusters" in req.outputs) + len(plan.to_stage)
+        passes = (1 + plan.windows if plan.mode == "dense" else 1) + ("clusters" in req.outputs) + len(plan.to_stage)
         steps = _Steps(n * passes, progress)
         staged = stage_inputs(plan, staged_files, lambda copies: steps.at(copies * n), is_cancelled)
         steps.at(n * len(staged_files))
         readers = input_readers(plan, em.stats)
         reads = pool if req.prefetch else None
         if plan.mode == "dense":
-            stores = FeatureStores(plan, em)
-            encode_pass(plan, em, readers, stores, reads, check, steps.advance)
-            pool_pass(plan, em, stores, outputs, check, steps.advance)
+            stores = FeatureStores(plan, em) if plan.windows else None
+            encode_pass(plan, em, readers, stores, outputs, reads, check, steps.advance)
+            if stores is not None:
+                pool_pass(plan, em, stores, outputs, check, steps.advance)
         else:
             sliding_pass(plan, em, readers, outputs, reads, check, steps.advance)
         if "clusters" in req.outputs:

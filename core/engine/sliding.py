@@ -29,6 +29,10 @@ def sliding_pass(plan: ScenePlan, em: EngineModel, readers: list[InputReader], o
     for blk, data in reads:
         check()
         reads.read_ahead()
+        for d in data:  # a cell's window must hold enough data (SceneRequest.window_valid_min)
+            d.present = d.present & (W.window_valid_fraction(
+                d.valid.numpy(), blk.row0, blk.col0, blk.rows, blk.cols, plan.stride, em.patch, blk.read_row0,
+                blk.read_col0) >= plan.req.window_valid_min)
         present = {d.modality: d.present for d in data}
         with retained_heap():
             feats = _sliding_block(em, data, blk, plan.stride, plan.req.batch_size)

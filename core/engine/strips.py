@@ -75,9 +75,21 @@ class StripEncoder(nn.Module):
         self.strip_rows = max(self.head_stride, strip_rows // self.head_stride * self.head_stride)
 
     def forward(self, x: Input) -> torch.Tensor:
+        return self.tail(self.run_head(x))
+
+    def forward_levels(self, x: Input, n: int = 4) -> list[torch.Tensor]:
+        """The head's output, then each tail module's output (a ResNet's layer1..layer4): the
+        first ``n`` of them (the later modules are not run)."""
+        out = [self.run_head(x)]
+        for module in list(self.tail)[: n - 1]:
+            out.append(module(out[-1]))
+        return out
+
+    def run_head(self, x: Input) -> torch.Tensor:
+        """The head's output map over the whole input, strip by strip."""
         h = x.shape[2]
         if h <= self.strip_rows * 3 // 2:
-            return self.tail(self.head(rows_of(x, 0, h)))
+            return self.head(rows_of(x, 0, h))
         s, m = self.head_stride, self.margin
         out = None
         for r0 in range(0, h, self.strip_rows):
@@ -96,7 +108,7 @@ class StripEncoder(nn.Module):
                                   device=y.device, memory_format=fmt)
             out[:, :, r0 // s: r0 // s + rows] = y[:, :, top: top + rows]
             del y
-        return self.tail(out)
+        return out
 
 
 def strip_encoder(encoder: nn.Module, strip_rows: int = 512) -> StripEncoder:

@@ -42,6 +42,15 @@ class Block:
     read_cols: int
 
 
+# A window output is given only where at least this share of its training window's pixels has
+# data (per modality; the fusion head averages the modalities present). Windows that reach past
+# the scene or into no-data see zero padding there: at the Spain scene's edge they invented
+# classes. Measured on a crop of the scene against the same cells of the whole scene (real data
+# all round): cells 0/1/2/3 cells from the crop's edge agreed on 22/55/75/84 %, inner cells on
+# 100 %; with 0.9 the cells left agree on 92 % and more (docs/fewshot/maps.md).
+WINDOW_VALID_MIN = 0.9
+
+
 def round_up(x: int, m: int) -> int:
     return int(math.ceil(x / m) * m)
 
@@ -114,6 +123,30 @@ def pool_weights(n_cells: int, first: int, stride: int, offset: int, patch: int,
     nxt = np.minimum(j0 + 1, n_feat - 1).ravel()
     np.add.at(w, (rows, nxt), frac.ravel() / patch_cells)
     return w
+
+
+def cell_valid_fraction(valid: np.ndarray, first: int, size: int, rows: int, cols: int, first_col: int | None = None
+                        ) -> np.ndarray:
+    """[rows, cols] share of valid pixels in ``size`` x ``size`` cells of ``valid`` [H, W] (bool),
+    the first cell starting at pixel (first, first_col)."""
+    c0 = first if first_col is None else first_col
+    v = valid[first: first + rows * size, c0: c0 + cols * size]
+    return v.reshape(rows, size, cols, size).mean((1, 3), dtype=np.float32)
+
+
+def window_valid_fraction(valid: np.ndarray, row0: int, col0: int, rows: int, cols: int, stride: int,
+                          patch: int, read_row0: int, read_col0: int) -> np.ndarray:
+    """[rows, cols] share of valid pixels in the training window of each output cell (row0 + i,
+    col0 + j), from ``valid`` [H, W] (bool) read from pixel (read_row0, read_col0); the pixels of
+    a window outside ``valid`` count as not valid."""
+    ii = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), np.int64)  # integral image
+    ii[1:, 1:] = valid.cumsum(0, dtype=np.int64).cumsum(1)
+    r = np.array([patch_origin(row0 + i, stride, patch) for i in range(rows)]) - read_row0
+    c = np.array([patch_origin(col0 + j, stride, patch) for j in range(cols)]) - read_col0
+    r0, r1 = np.clip(r, 0, valid.shape[0]), np.clip(r + patch, 0, valid.shape[0])
+    c0, c1 = np.clip(c, 0, valid.shape[1]), np.clip(c + patch, 0, valid.shape[1])
+    n = ii[r1][:, c1] - ii[r0][:, c1] - ii[r1][:, c0] + ii[r0][:, c0]
+    return (n / float(patch * patch)).astype(np.float32)
 
 
 def patch_origin(i: int, stride: int, patch: int) -> int:

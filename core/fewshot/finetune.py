@@ -32,6 +32,8 @@ from ..io.model_file import load_model, model_paths, save_model, sha256_file
 from ..models.mosaic import ModelConfig, MosaicModel
 from ..train.config import TrainConfig
 from ..train.loop import train
+from .cached_training import cached_view_features, train_heads_cached
+from .pixel_training import MIN_POLYGONS
 from .samples import ArrayPatches, SampleSet
 
 
@@ -58,6 +60,13 @@ class FinetuneConfig:
     unlabelled: int = 64  # at most this many unlabelled scene windows for the contrastive terms
     max_nodata: float = 0.5
     imprint: bool = True
+    cached_views: int = 4  # head only: augmented views per window encoded once (cached_training.py)
+    # the pixel head (pixel_training.py): cross-validation folds over polygons, hidden units,
+    # encoder stages read besides the bands, optimisation steps
+    folds: int = 5
+    pixel_hidden: int = 32
+    pixel_levels: int = 1
+    pixel_steps: int = 300
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,7 +87,46 @@ class FinetuneResult:
     card_path: str = ""
     report_png: str = ""
     report_html: str = ""
+    pixel_classes: tuple[str, ...] = ()
+    pixel_validation: dict[str, Any] | None = None  # cross-validated over polygons (pixel_training.cross_validate)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
+    def summary(self) -> str:
+        """What an analyst reads first: the new classes and the honest validation figures."""
+        lines = [f"new classes: {', '.join(self.new_classes) or 'none'}"]
+        pv = self.pixel_validation
+        if pv:
+            lines.append(pixel_summary(pv))
+        lines.append(window_summary(self.validation))
+        return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def pixel_summary(pv: dict[str, Any]) -> str:
+    """One line per class of the pixel map's cross-validated figures, 'too few to judge' where so."""
+    head = (f"fine map, {pv['folds']}-fold cross-validation over {pv['polygons']} polygons ({pv['pixels']} pixels): "
+            f"accuracy {_pct(pv['accuracy'])} %, macro F1 {_pct(pv['f1_macro'])} % over "
+            f"{len(pv['f1_macro_over'])} class(es)")
+    rows = []
+    for c, v in pv["per_class"].items():
+        rows.append(f"  {c}: {v['polygons']} polygons, {v['pixels']} px: " +
+                    (f"F1 {_pct(v['f1'])} %, recall {_pct(v['recall'])} %" if v["judged"] else v["why"]))
+    return "\n".join([head, *rows])
+
+
+def window_summary(validation: dict[str, Any] | None) -> str:
+    """The window head's validation on held-out polygons, or why there is none."""
+    if not validation:
+        return "window outputs: no held-out polygons (too few polygons per class to hold one out)"
+    judged = validation.get("judged_classes", [])
+    if not judged:
+        return (f"window outputs: {validation['n_samples']} held-out windows from {validation.get('polygons', '?')} "
+                f"polygons: too few to judge (no class has {MIN_POLYGONS} held-out polygons and windows without it)")
+    return (f"window outputs: AP macro {_pct(validation.get('ap_macro_judged'))} % over {', '.join(judged)} "
+            f"({validation['n_samples']} windows of {validation.get('polygons', '?')} held-out polygons)")
 
 @torch.no_grad()
 def _features(model: MosaicModel, s2: np.ndarray | None, s1: np.ndarray | None, batch: int = 32) -> dict[str, np.ndarray]:
@@ -151,6 +199,31 @@ def _metrics(model: MosaicModel, samples: SampleSet, classes: Sequence[str]) -> 
     return multilabel_metrics(samples.labels, pred["probs"], classes), pred["probs"]
 
 
+def judge_windows(metrics: dict[str, Any], samples: SampleSet, classes: Sequence[str]) -> dict[str, Any]:
+    """``metrics`` with the honesty rule of the validation: a class is judged only where at least
+    ``MIN_POLYGONS`` held-out polygons hold it and some held-out windows do not (else its AP says
+    nothing: 8 windows of one class give AP 100). Adds the held-out polygons per class, the judged
+    classes and the AP macro over them."""
+    out = dict(metrics)
+    per_class = {}
+    judged = []
+    for k, c in enumerate(classes):
+        pos = samples.labels[:, k] > 0
+        polys = int(len(np.unique(samples.polygon[pos])))
+        if not pos.any():
+            continue
+        ok = polys >= MIN_POLYGONS and (~pos).any()
+        per_class[c] = {"polygons": polys, "windows": int(pos.sum()), "judged": bool(ok),
+                        **({} if ok else {"why": f"too few to judge ({polys} held-out polygon(s)"
+                                                 f"{'' if (~pos).any() else ', and no window without it'})"})}
+        if ok:
+            judged.append(c)
+    aps = [metrics["per_class_ap"][c] for c in judged if metrics["per_class_ap"].get(c) is not None]
+    out.update(polygons=int(len(np.unique(samples.polygon))), per_class_judged=per_class, judged_classes=judged,
+               ap_macro_judged=float(np.mean(aps)) if aps else None)
+    return out
+
+
 def finetune(
     base: str | Path,
     train_set: SampleSet,
@@ -164,13 +237,13 @@ def finetune(
     is_cancelled: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune the model ``base`` on ``train_set`` (its classes = the new model's classes).
+    """Fine-tune the window head of the model ``base`` on ``train_set`` (its classes = the new model's).
 
-    Writes ``out`` (NAME -> NAME.safetensors + NAME.json) and the report beside it when
-    ``out`` is given; nothing is written when cancelled or on error.
+    Head only (``cfg.train_parts == 'head'``): on cached encoder features (``cached_training``);
+    otherwise with ``train.loop.train`` (the last encoder stages learn too). Writes ``out``
+    (NAME -> NAME.safetensors + NAME.json) and the report beside it when ``out`` is given;
+    nothing is written when cancelled or on error.
     """
-    from .report import write_report  # matplotlib only when a report is written
-
     t0 = time.perf_counter()
     progress = progress or (lambda f: None)
     is_cancelled = is_cancelled or (lambda: False)
@@ -184,48 +257,72 @@ def finetune(
         raise ValueError(f"the class list must keep the base model's classes; missing {missing_known[:3]}")
     if len(train_set) < 2:
         raise ValueError(f"only {len(train_set)} training window(s): at least 2 are needed")
-    feats = _features(base_model, train_set.s2, train_set.s1) if cfg.imprint and new_classes else None
-    model, card = extend_model(base_model, base_card, classes, colors, feats, train_set.labels)
-    parts: list[torch.utils.data.Dataset] = [ArrayPatches(train_set.s2, train_set.s1, train_set.labels, classes)]
-    n_unl = 0
-    if unlabelled:
-        n_unl = len(next(iter(unlabelled.values())))
-        if n_unl:
-            parts.append(ArrayPatches(unlabelled.get("s2"), unlabelled.get("s1"), None, classes, labelled=False))
-    dataset = PooledPatches(parts)
     mods = tuple(m for m in ("s2", "s1") if (train_set.s2 if m == "s2" else train_set.s1) is not None)
-    batch = max(2, min(cfg.batch_size, len(dataset)))
+    n_unl = len(next(iter(unlabelled.values()))) if unlabelled else 0
+    n_all = len(train_set) + n_unl
+    batch = max(2, min(cfg.batch_size, n_all))
     steps: list[dict[str, float]] = []
-    total = cfg.epochs * -(-len(dataset) // batch)
+    total = cfg.epochs * -(-n_all // batch)
+    cached = cfg.train_parts == "head"
 
-    def on_step(s: dict[str, float]) -> None:
-        steps.append(dict(s))
-        progress(min(1.0, s["step"] / max(1, total)))
+    def on_step(st: dict[str, float]) -> None:
+        steps.append(dict(st))
+        progress((0.3 if cached else 0.0) + (0.7 if cached else 1.0) * min(1.0, st["step"] / max(1, total)))
         if is_cancelled():
             raise Cancelled("cancelled")
 
-    with tempfile.TemporaryDirectory(prefix="mosaic-finetune-") as tmp:
-        init = Path(tmp) / "init"
-        save_model(model, init, card)
-        tcfg = TrainConfig(
-            out=str(Path(tmp) / "run"), objective="mosaic", weights=dict(cfg.weights), tau=cfg.tau,
-            modalities=mods, epochs=cfg.epochs, batch_size=batch, lr=cfg.lr, warmup_epochs=0, seed=cfg.seed,
-            device=cfg.device, augment=cfg.augment, init=str(init), train_parts=cfg.train_parts,
-            threads=cfg.threads, progress=False, batchnorm="local",
-            modality_dropout=0.2 if len(mods) == 2 else 0.0,
-        )
+    tcfg = TrainConfig(
+        objective="mosaic", weights=dict(cfg.weights), tau=cfg.tau, modalities=mods, epochs=cfg.epochs,
+        batch_size=batch, lr=cfg.lr, warmup_epochs=0, seed=cfg.seed, device=cfg.device, augment=cfg.augment,
+        train_parts=cfg.train_parts, threads=cfg.threads, progress=False, batchnorm="local",
+        modality_dropout=0.2 if len(mods) == 2 else 0.0,
+    )
+    if cached:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        images = {m: np.concatenate([getattr(train_set, m)] + ([unlabelled[m]] if n_unl else [])) for m in mods}
+        log(f"encoding {n_all} windows ({len(train_set)} labelled, {n_unl} unlabelled) in "
+            f"{cfg.cached_views if cfg.augment else 1} view(s) once; training the heads on the cached features")
+        views = cfg.cached_views if cfg.augment else 1
+        try:
+            feats = cached_view_features(base_model, images, views, cfg.seed, cfg.augment, is_cancelled=is_cancelled)
+            plain = cached_view_features(base_model, {m: getattr(train_set, m) for m in mods}, 1, cfg.seed, False,
+                                         is_cancelled=is_cancelled) if cfg.imprint and new_classes else None
+        except InterruptedError:
+            raise Cancelled("cancelled") from None
+        if views < 2:
+            feats = {m: torch.cat([f, f], dim=1) for m, f in feats.items()}
+        progress(0.3)
+        imprint = {m: f[:, 0].numpy() for m, f in plain.items()} if plain is not None else None
+        model, card = extend_model(base_model, base_card, classes, colors, imprint, train_set.labels)
+        labels = np.concatenate([train_set.labels, np.zeros((n_unl, len(classes)), np.float32)])
+        labelled = np.concatenate([np.ones(len(train_set), bool), np.zeros(n_unl, bool)])
+        history = train_heads_cached(model, feats, labels, labelled, tcfg.loss_weights(), cfg.epochs, batch, cfg.lr,
+                                     tcfg.weight_decay, cfg.tau, cfg.seed, tcfg.modality_dropout, on_step)
+    else:
+        feats = _features(base_model, train_set.s2, train_set.s1) if cfg.imprint and new_classes else None
+        model, card = extend_model(base_model, base_card, classes, colors, feats, train_set.labels)
+        parts: list[torch.utils.data.Dataset] = [ArrayPatches(train_set.s2, train_set.s1, train_set.labels, classes)]
+        if n_unl:
+            parts.append(ArrayPatches(unlabelled.get("s2"), unlabelled.get("s1"), None, classes, labelled=False))
         log(f"training on {len(train_set)} labelled + {n_unl} unlabelled windows, {cfg.epochs} epochs, "
             f"batch {batch}, parts '{cfg.train_parts}'")
-        result = train(tcfg, dataset, on_step)
-    model = result.model.cpu().eval()
+        with tempfile.TemporaryDirectory(prefix="mosaic-finetune-") as tmp:
+            init = Path(tmp) / "init"
+            save_model(model, init, card)
+            tcfg.out, tcfg.init = str(Path(tmp) / "run"), str(init)
+            result = train(tcfg, PooledPatches(parts), on_step)
+        history, model = result.history, result.model
+    model = model.cpu().eval()
     validation = base_validation = None
     if val_set is not None and len(val_set):
-        validation, _ = _metrics(model, val_set, classes)
+        validation = judge_windows(_metrics(model, val_set, classes)[0], val_set, classes)
         kidx = [classes.index(c) for c in known]
         base_val = val_set.subset(np.arange(len(val_set)))
         base_val.labels = val_set.labels[:, kidx]
         base_val.classes = tuple(known)
-        base_validation, _ = _metrics(base_model, base_val, known)
+        base_validation = judge_windows(_metrics(base_model, base_val, known)[0], base_val, known)
     seconds = time.perf_counter() - t0
     base_w, base_c = model_paths(base)
     card.pop("sha256", None)
@@ -240,19 +337,27 @@ def finetune(
         "samples": {"train_windows": len(train_set), "validation_windows": len(val_set) if val_set is not None else 0,
                     "unlabelled_windows": n_unl, "per_class_train": train_set.per_class(),
                     "counts": dict(train_set.counts)},
-        "history": result.history,
+        "history": history,
+        "cached_features": cached,
         "seconds": round(seconds, 1),
         **(provenance or {}),
     }
     card["metrics"] = {"validation": {"metrics": validation}, "validation_base_model": {"metrics": base_validation}}
-    res = FinetuneResult(model, card, classes, new_classes, result.history, steps, validation, base_validation,
-                         seconds)
+    res = FinetuneResult(model, card, classes, new_classes, history, steps, validation, base_validation, seconds)
     if out is not None:
         if is_cancelled():
             raise Cancelled("cancelled")
-        wpath, cpath = save_model(model, out, card)
-        res.model_path, res.card_path = str(wpath), str(cpath)
-        png, html = write_report(res, Path(str(cpath)[: -len(".json")]))
-        res.report_png, res.report_html = str(png), str(html)
+        save_with_report(res, out)
     progress(1.0)
     return res
+
+
+def save_with_report(res: FinetuneResult, out: str | Path) -> None:
+    """Write ``res.model`` with ``res.card`` to ``out`` (NAME.safetensors + NAME.json) and the report
+    beside it; the paths go into ``res``."""
+    from .report import write_report  # matplotlib only when a report is written
+
+    wpath, cpath = save_model(res.model, out, res.card)
+    res.model_path, res.card_path = str(wpath), str(cpath)
+    png, html = write_report(res, Path(str(cpath)[: -len(".json")]))
+    res.report_png, res.report_html = str(png), str(html)

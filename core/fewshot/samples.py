@@ -3,7 +3,8 @@
 A polygon is a GeoJSON-like geometry dict in some CRS plus a list of class names
 (multi-label). Windows of the model's size are placed on the engine's reference grid
 under and around each polygon: one centred on it, the others centred on random pixels
-inside it, jittered by up to a quarter window so the context around small polygons varies.
+inside it, jittered by up to a quarter window so the context around small polygons varies,
+and shifted inside the scene where they would reach past its edge.
 Each window gets its polygon's labels. Windows outside the rasters or mostly no-data are
 skipped and counted, never silently used.
 
@@ -134,6 +135,16 @@ def check_labels(polygons: Sequence[LabelledPolygon], classes: Sequence[str]) ->
                 raise ValueError(f"polygon {p.fid}: label '{name}' names no class of the scheme{hint}")
 
 
+def check_every_class_sampled(polygons: Sequence[LabelledPolygon], classes: Sequence[str], y: np.ndarray,
+                              what: str) -> None:
+    """ValueError naming the classes the polygons name but no sample ``y`` [N, K] (multi-hot) holds."""
+    named = sorted({c for poly in polygons for c in poly.labels}, key=list(classes).index)
+    empty = [c for c in named if y[:, list(classes).index(c)].sum() == 0]
+    if empty:
+        raise ValueError(f"class(es) {', '.join(repr(c) for c in empty)} have no valid {what} under their polygons: "
+                         f"they lie outside the rasters or over no-data; draw them over the scene")
+
+
 def _pixel_geometry(geom: dict[str, Any], inv: Affine) -> list[np.ndarray]:
     """Exterior + interior rings in (col, row) pixel coordinates, flattened."""
     rings = []
@@ -224,7 +235,10 @@ def extract_samples(
         hot = np.zeros(len(classes), np.float32)
         hot[[index[c] for c in poly.labels]] = 1
         for r, c in centres:
-            row0, col0 = int(r) - p // 2, int(c) - p // 2
+            # inside the grid where it is larger than a window: a window reaching past the scene
+            # would teach the model what padding looks like (a class invented at the scene's edge)
+            row0 = min(max(int(r) - p // 2, 0), max(0, grid.height - p))
+            col0 = min(max(int(c) - p // 2, 0), max(0, grid.width - p))
             if (row0, col0) in seen:
                 continue
             seen.add((row0, col0))
@@ -258,11 +272,7 @@ def extract_samples(
         raise ValueError(f"every window under the polygons is outside the rasters or mostly no-data "
                          f"({counts['skipped_outside']} outside, {counts['skipped_nodata']} no-data)")
     y = np.stack(labels)
-    named = sorted({c for poly in polygons for c in poly.labels}, key=classes.index)
-    empty = [c for c in named if y[:, index[c]].sum() == 0]
-    if empty:
-        raise ValueError(f"class(es) {', '.join(repr(c) for c in empty)} have no usable sample: their polygons lie "
-                         f"outside the rasters or over no-data; draw them over valid pixels")
+    check_every_class_sampled(polygons, classes, y, "window")
     if len(y) < min_windows:
         raise ValueError(f"only {len(y)} usable window(s) (at least {min_windows} needed): draw more or larger "
                          f"polygons, or raise the windows per polygon")
@@ -277,12 +287,14 @@ def extract_samples(
 
 def unlabelled_windows(scene: SceneReaders, limit: int = 64, stride: int | None = None, max_nodata: float = 0.1,
                        seed: int = 0) -> dict[str, np.ndarray]:
-    """Normalised windows on a regular grid over the scene (at most ``limit``, seeded), for
-    the contrastive terms: unlabelled images of the very scene being labelled."""
+    """Normalised windows on a regular grid (at most ``limit``, seeded), for the contrastive
+    terms: unlabelled images of the very scene being labelled, from the area around the
+    polygons that was read already (``SceneReaders.cached_area``; the whole scene when none)."""
     grid, p = scene.grid, scene.patch
     stride = stride or p // 2
-    origins = [(r, c) for r in range(0, max(1, grid.height - p + 1), stride)
-               for c in range(0, max(1, grid.width - p + 1), stride)]
+    r_lo, c_lo, r_hi, c_hi = scene.cached_area() or (0, 0, grid.height, grid.width)
+    origins = [(r, c) for r in range(r_lo, max(r_lo + 1, r_hi - p + 1), stride)
+               for c in range(c_lo, max(c_lo + 1, c_hi - p + 1), stride)]
     order = np.random.default_rng(seed).permutation(len(origins))
     out: dict[str, list[np.ndarray]] = {m: [] for m in scene.readers}
     for i in order:

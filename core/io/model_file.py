@@ -24,7 +24,7 @@ from ..data.bands import BEN19_CLASSES, BEN19_COLORS, S1_MEAN, S1_STD, S2_MEAN, 
 from ..models.mosaic import ModelConfig, MosaicModel
 
 FORMAT = "mosaic-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a pixel head may be present (``pixel_classes`` in the architecture)
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:
@@ -84,7 +84,8 @@ def save_model(
     full = default_card(model.cfg)
     full.update(card or {})
     full["architecture"] = model.cfg.to_dict()
-    full["format"], full["format_version"] = FORMAT, FORMAT_VERSION
+    # version 1 readers know every field of a model without a pixel head
+    full["format"], full["format_version"] = FORMAT, FORMAT_VERSION if model.cfg.pixel_classes else 1
     tensors = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.bands import BEN19_CLASSES, S1_BANDS, S2_BANDS
+from .pixel_head import PixelHead
 from .resnet import ResNetEncoder
 
 MODALITIES = ("s2", "s1")
@@ -33,6 +34,13 @@ class ModelConfig:
     s2_bands: tuple[str, ...] = S2_BANDS
     s1_bands: tuple[str, ...] = S1_BANDS
     modalities: tuple[str, ...] = MODALITIES
+    # the per-pixel head (``pixel_head.PixelHead``), added by fine-tuning from polygons: its
+    # classes (empty: none), the modalities it was trained on, its hidden units and how many
+    # encoder stages it reads besides the bands (1: the 20 m stage; measured in docs/fewshot/maps.md)
+    pixel_classes: tuple[str, ...] = ()
+    pixel_modalities: tuple[str, ...] = ()
+    pixel_hidden: int = 32
+    pixel_levels: int = 1
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -99,6 +107,36 @@ class MosaicModel(nn.Module):
         dims = {m: e.out_channels for m, e in self.encoders.items()}
         self.projectors = nn.ModuleDict({m: ProjectionHead(d, cfg.proj_hidden, cfg.proj_dim) for m, d in dims.items()})
         self.head = FusionHead(dims, len(cfg.classes))
+        self.pixel_head = self.make_pixel_head(cfg.pixel_classes, cfg.pixel_modalities, cfg.pixel_hidden,
+                                               cfg.pixel_levels) if cfg.pixel_classes else None
+
+    def make_pixel_head(self, classes: tuple[str, ...], modalities: tuple[str, ...], hidden: int,
+                        levels: int) -> PixelHead:
+        """A new pixel head on this model's encoders: per modality the bands, then the first
+        ``levels`` stage outputs."""
+        bad = [m for m in modalities if m not in self.encoders]
+        if not modalities or bad:
+            raise ValueError(f"a pixel head needs modalities among {list(self.encoders)}, got {list(modalities)}")
+        if not 1 <= levels <= 4:
+            raise ValueError(f"a pixel head reads 1 to 4 encoder stages, got {levels}")
+        enc = self.encoders[modalities[0]]
+        return PixelHead(self.pixel_level_dims(modalities, levels), enc.level_strides[:levels], hidden, len(classes))
+
+    def pixel_level_dims(self, modalities: tuple[str, ...], levels: int) -> dict[str, tuple[int, ...]]:
+        """Per modality, the channels of a pixel's hypercolumn: bands, then the first ``levels`` stages."""
+        chans = {"s2": len(self.cfg.s2_bands), "s1": len(self.cfg.s1_bands)}
+        return {m: (chans[m], *self.encoders[m].level_channels[:levels]) for m in modalities}
+
+    def attach_pixel_head(self, head: PixelHead, classes: tuple[str, ...], modalities: tuple[str, ...],
+                          hidden: int, levels: int) -> None:
+        """Make ``head`` this model's pixel head (its architecture recorded in ``cfg``)."""
+        want = self.pixel_level_dims(modalities, levels)
+        if head.level_dims != want or head.n_classes != len(classes) or head.hidden != hidden:
+            raise ValueError("the pixel head does not fit this model's encoders")
+        self.cfg = ModelConfig.from_dict({**self.cfg.to_dict(), "pixel_classes": list(classes),
+                                          "pixel_modalities": list(modalities), "pixel_hidden": hidden,
+                                          "pixel_levels": levels})
+        self.pixel_head = head
 
     @property
     def feature_dim(self) -> int:

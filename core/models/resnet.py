@@ -101,6 +101,9 @@ class ResNetEncoder(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.out_channels = cin
         self.output_stride = stem_stride * 8
+        # channels and strides of the four stages' outputs (the multi-scale maps a pixel head reads)
+        self.level_channels = tuple(width * 2**i * block.expansion for i in range(4))
+        self.level_strides = tuple(stem_stride * 2**i for i in range(4))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -111,6 +114,17 @@ class ResNetEncoder(nn.Module):
     def stages(self) -> Sequence[nn.Module]:
         """Stem + stages in order, so callers can freeze or fine-tune the last ones."""
         return (nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3, self.layer4)
+
+    def forward_levels(self, x: torch.Tensor, n: int = 4) -> list[torch.Tensor]:
+        """[B, C, H, W] -> the outputs of layer1..layer<n> (``level_strides``: 2, 4, 8, 16 for the
+        small model); cell j of a level of stride s is centred on input pixel s * j. The later
+        stages are not run."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[:n]:
+            x = layer(x)
+            out.append(x)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> feature map [B, out_channels, H/stride, W/stride]."""

@@ -390,11 +390,11 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
         k = request.clusters if "clusters" in result.outputs else None
         run = {"name": self.run_name(optical, sar, info), "group": None}
         for kind, path in result.outputs.items():
-            save_default_style(path, kind, info.classes, k)
+            save_default_style(path, kind, info.classes_for(kind), k)
             if context.willLoadLayerOnCompletion(path):
                 details = context.layerToLoadOnCompletionDetails(path)
                 details.name = KIND_LABELS.get(kind, kind)
-                details.setPostProcessor(LayerPostProcessor.create(kind, run, info.classes, k))
+                details.setPostProcessor(LayerPostProcessor.create(kind, run, info.classes_for(kind), k))
         return {self.OUTPUTS[kind]: path for kind, path in result.outputs.items() if kind in self.OUTPUTS}
 
     def run_name(self, optical, sar, info: ModelInfo) -> str:

@@ -76,7 +76,12 @@ class FinetuneAlgorithm(MosaicAlgorithm):
             "A class the base model does not know gets a new output; the known classes keep theirs. "
             "Training uses the MoSAiC objective (contrastive terms on the labelled windows and on "
             "unlabelled windows of the same scene, supervised contrastive + BCE on the labelled ones). "
-            "A share of the polygons is held out for validation.\n\n"
+            "A share of the polygons is held out to validate these window outputs.\n\n"
+            "The model also gets a pixel head: per 10 m pixel, the classes your polygons name, from the "
+            "bands and the encoders' 20 m stage, trained on the pixels inside the polygons (each class and "
+            "each polygon weighing the same). Classify then gives fine outputs. Its quality is measured by "
+            "cross-validation over whole polygons; a class with fewer than 2 polygons is reported as too few "
+            "to judge.\n\n"
             "The new model (NAME.safetensors + NAME.json, recording the base model, the classes, the "
             "hash of the labels and the validation figures) goes to the user model folder, where the "
             "MoSAiC panel lists it, with a report (loss curve, per-class AP) as PNG and HTML."
@@ -223,13 +228,8 @@ class FinetuneAlgorithm(MosaicAlgorithm):
             raise QgsProcessingException(self.tr("Cancelled: no model was written.")) from None
         except (ValueError, FileNotFoundError, OSError) as e:
             raise QgsProcessingException(str(e)) from None
-        v = result.validation or {}
-
-        def pct(x):
-            return "n/a" if x is None else f"{100 * x:.1f}"
-
-        feedback.pushInfo(f"New classes: {', '.join(result.new_classes) or 'none'}; "
-                          f"validation AP macro {pct(v.get('ap_macro'))}, micro {pct(v.get('ap_micro'))}")
+        for line in result.summary().splitlines():
+            feedback.pushInfo(line)
         feedback.pushInfo(f"Model written: {result.card_path}")
         feedback.pushInfo(f"Report: {Path(result.report_html).as_uri()}")
         return {self.OUTPUT_MODEL: result.card_path, self.OUTPUT_REPORT: result.report_html,

@@ -101,9 +101,10 @@ def test_missing_and_extra_bands_are_named(tmp_path):
 def test_linear_sar_is_converted_to_db(tmp_path):
     db = _raster(tmp_path / "db.tif", "s1", 64, 64, _tf(), seed=3)
     lin = _raster(tmp_path / "lin.tif", "s1", 64, 64, _tf(), seed=3, linear=True)
-    r1 = run_scene(SceneRequest(model=MODEL, sar=db, stride=32, probability_dtype="float32",
+    # window_valid_min=0: every cell of this 640 m scene answers (windows past the edge: test_window_rule)
+    r1 = run_scene(SceneRequest(model=MODEL, sar=db, stride=32, probability_dtype="float32", window_valid_min=0.0,
                                 outputs={"probabilities": str(tmp_path / "a.tif")}))
-    r2 = run_scene(SceneRequest(model=MODEL, sar=lin, stride=32, probability_dtype="float32",
+    r2 = run_scene(SceneRequest(model=MODEL, sar=lin, stride=32, probability_dtype="float32", window_valid_min=0.0,
                                 outputs={"probabilities": str(tmp_path / "b.tif")}))
     assert any("linear power" in w for w in r2.warnings) and not any("linear" in w for w in r1.warnings)
     with rasterio.open(r1.outputs["probabilities"]) as a, rasterio.open(r2.outputs["probabilities"]) as b:
@@ -134,7 +135,7 @@ def test_shifted_and_rotated_sar_partial_overlap(tmp_path):
     s2 = _raster(tmp_path / "s2.tif", "s2", 96, 80, _tf())
     # SAR shifted by half a pixel and 300 m east: overlap = 660 m x 800 m
     s1 = _raster(tmp_path / "s1.tif", "s1", 96, 80, _tf(500305.0))
-    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16,
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16, window_valid_min=0.0,
                                  outputs={"dominant": str(tmp_path / "d.tif")}))
     with rasterio.open(res.outputs["dominant"]) as ds:
         assert ds.transform.c == pytest.approx(500300.0)  # snapped to the optical grid inside the overlap
@@ -148,7 +149,8 @@ def test_shifted_and_rotated_sar_partial_overlap(tmp_path):
     assert res.width >= 3 and res.height >= 3
     # rotated optical: a north-up 10 m grid in its CRS
     s2r = _raster(tmp_path / "s2r.tif", "s2", 64, 64, rot)
-    res = run_scene(SceneRequest(model=MODEL, optical=s2r, stride=16, outputs={"dominant": str(tmp_path / "o.tif")}))
+    res = run_scene(SceneRequest(model=MODEL, optical=s2r, stride=16, window_valid_min=0.0,
+                                 outputs={"dominant": str(tmp_path / "o.tif")}))
     with rasterio.open(res.outputs["dominant"]) as ds:
         d = ds.read(1)
         assert ds.transform.b == 0 and (d == 255).any() and (d != 255).any()  # corners outside = no data
@@ -173,7 +175,7 @@ def test_all_nodata_blocks_and_nan(tmp_path):
     def nan(a):
         a[:, :, :160] = np.nan
     s1 = _raster(tmp_path / "s1.tif", "s1", 256, 64, _tf(), fill=nan)
-    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16, block_size=64,
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16, block_size=64, window_valid_min=0.0,
                                  outputs={"dominant": str(tmp_path / "d.tif"), "embeddings": str(tmp_path / "e.tif")}))
     assert res.blocks == 4
     with rasterio.open(res.outputs["dominant"]) as ds:
@@ -196,8 +198,8 @@ def test_all_nodata_blocks_and_nan(tmp_path):
 
 def test_one_pixel_wide_scene(tmp_path):
     s2 = _raster(tmp_path / "s2.tif", "s2", 1, 50, _tf())
-    res = run_scene(SceneRequest(model=MODEL, optical=s2, mode="dense", outputs={"probabilities": str(tmp_path / "p.tif"),
-                                                                  "dominant": str(tmp_path / "d.tif")}))
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, mode="dense", window_valid_min=0.0,
+                                 outputs={"probabilities": str(tmp_path / "p.tif"), "dominant": str(tmp_path / "d.tif")}))
     assert (res.width, res.height) == (1, 4)
     with rasterio.open(res.outputs["dominant"]) as ds:
         assert (ds.read(1) != 255).all()
@@ -271,7 +273,8 @@ def test_cli(tmp_path, capsys):
                 "--block-size", "--extent"):
         assert opt in text
     s2 = _raster(tmp_path / "s2.tif", "s2", 64, 64, _tf())
-    a = p.parse_args(["embed", "--optical", s2, "--clusters", str(tmp_path / "c.tif"), "--k", "3", "--quiet"])
+    a = p.parse_args(["embed", "--optical", s2, "--clusters", str(tmp_path / "c.tif"), "--k", "3", "--quiet",
+                      "--window-valid-min", "0"])
     assert a.func(a) == 0
     with rasterio.open(tmp_path / "c.tif") as ds:
         assert set(np.unique(ds.read(1))) <= {0, 1, 2}

@@ -56,7 +56,9 @@ def test_spain_outputs_are_georeferenced_and_styled(spain_dense):
         p = ds.read()
         assert ds.count == 19 and ds.descriptions[0] == "Urban fabric"
     valid = np.isfinite(p).all(0)
-    assert valid.mean() > 0.7 and (~valid).any()  # corners outside the rotated-in footprint are no data
+    # cells whose 1.2 km window is not 90 % inside the footprint are no data: the edge rows and columns
+    # of this 4 x 5 km scene, and the corners outside the rotated-in footprint
+    assert 0.35 < valid.mean() < 0.7 and not valid[0].any() and not valid[:, -1].any() and valid[8:-8, 8:-8].all()
     assert ((p[:, valid] >= 0) & (p[:, valid] <= 1)).all()
     with rasterio.open(res.outputs["dominant"]) as ds:
         d = ds.read(1)
@@ -82,20 +84,27 @@ def test_spain_outputs_are_georeferenced_and_styled(spain_dense):
     assert set(np.unique(c[valid])) <= set(range(6)) and (c[~valid] == 255).all()
 
 
-def test_spain_dense_agrees_with_sliding_window(spain_dense, tmp_path):
-    """Dense vs the sliding-window reference with the trained model (stride 32 px)."""
-    res = run_scene(SceneRequest(model=MODEL, optical=S2, sar=S1, optical_bands=["S2-13"], mode="sliding",
-                                 stride=32, probability_dtype="float32", batch_size=32,
-                                 outputs={"probabilities": str(tmp_path / "s.tif")}))
-    with rasterio.open(spain_dense.outputs["probabilities"]) as a, rasterio.open(res.outputs["probabilities"]) as b:
-        pa, pb = a.read(), b.read()
+def test_spain_dense_agrees_with_sliding_window(tmp_path):
+    """Dense vs the sliding-window reference with the trained model, at the default 16 px stride,
+    on the cells both give (windows at least 90 % inside the scene)."""
+    got = {}
+    for mode in ("dense", "sliding"):
+        res = run_scene(SceneRequest(model=MODEL, optical=S2, sar=S1, optical_bands=["S2-13"], mode=mode, stride=16,
+                                     probability_dtype="float32", batch_size=32,
+                                     outputs={"probabilities": str(tmp_path / f"{mode}.tif")}))
+        with rasterio.open(res.outputs["probabilities"]) as ds:
+            got[mode] = ds.read()
+    pa, pb = got["dense"], got["sliding"]
     ok = np.isfinite(pa).all(0) & np.isfinite(pb).all(0)
+    # dense pools the window share of valid pixels from 16 px cells, sliding counts it exactly:
+    # they differ only for cells at the 90 % threshold (measured 35 of 503)
+    assert ok.sum() > 400 and (np.isfinite(pa).all(0) != np.isfinite(pb).all(0)).mean() < 0.08
     diff = np.abs(pa - pb)[:, ok]
     agree = (pa.argmax(0) == pb.argmax(0))[ok].mean()
-    print(f"dense vs sliding (Spain, stride 32): mean |dp| {diff.mean():.4f}, max {diff.max():.4f}, "
+    print(f"dense vs sliding (Spain, stride 16): mean |dp| {diff.mean():.4f}, max {diff.max():.4f}, "
           f"dominant agreement {agree:.3f}")
     assert diff.mean() < 0.02 and diff.max() < 0.15  # measured 0.012 / 0.08
-    assert agree >= 0.9  # measured 0.906: 'auto' picks dense because it is >= 0.9
+    assert agree >= 0.9  # measured 0.910 on the 468 cells both give: 'auto' picks dense because it is >= 0.9
 
 
 def test_spain_single_modalities(tmp_path):
@@ -143,5 +152,6 @@ def test_usa_jp2_bands_at_three_resolutions(tmp_path):
         p = ds.read()
         assert ds.dtypes[0] == "uint8" and ds.scales[0] == pytest.approx(0.004)
         assert (ds.transform.c, ds.transform.f) == vrt_origin and ds.transform.a == 160.0
-    assert (p <= 250).all()
+    given = p[0] != 255  # the cells whose window is 90 % inside this 2.4 km crop
+    assert 20 <= given.sum() <= 100 and (p[:, given] <= 250).all() and (p[:, ~given] == 255).all()
     assert not list(tmp_path.glob("x.tif"))

@@ -163,7 +163,7 @@ def test_outputs_do_not_depend_on_the_stored_type(tmp_path, monkeypatch):
     for name, path in (("u16", s2), ("f32", f32)):
         o = tmp_path / name
         o.mkdir()
-        run_scene(SceneRequest(model=MODEL, optical=path, mode="dense", block_size=128,
+        run_scene(SceneRequest(model=MODEL, optical=path, mode="dense", block_size=128, window_valid_min=0.0,
                                outputs={"probabilities": str(o / "p.tif")}, probability_dtype="float32"))
         with rasterio.open(o / "p.tif") as ds:
             outs[name] = ds.read()

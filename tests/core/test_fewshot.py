@@ -81,13 +81,21 @@ def test_windows_follow_polygons_and_reprojection(scene, card) -> None:
     assert all(abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1 for a, b in zip(s_utm.origins, s_geo.origins))
 
 
-def test_windows_over_the_edge_are_skipped_and_counted(scene, card) -> None:
+def test_windows_at_the_edge_are_moved_inside_or_skipped_and_counted(scene, card) -> None:
+    """A window reaching past the scene would teach the model what padding looks like: windows
+    of a polygon at the edge are shifted inside the grid; those still mostly no-data (the
+    rotated footprint's corner) are skipped and counted."""
     classes = [c["name"] for c in card["classes"]]
     corner = LabelledPolygon(box(-0.7830, 38.1275, 0.002), ["Arable land"], "corner")
+    edge = LabelledPolygon(box(-0.7815, 38.11, 0.0008), ["Arable land"], "edge")
     inside = [LabelledPolygon(box(-0.770, 38.10), ["Arable land"], i) for i in range(2)]
-    s = extract_samples([corner, *inside], "EPSG:4326", scene, classes, windows_per_polygon=4, max_nodata=0.2)
-    assert s.counts["skipped_nodata"] + s.counts["skipped_outside"] >= 1
-    assert s.warnings and "skipped" in s.warnings[0]
+    s = extract_samples([corner, edge, *inside], "EPSG:4326", scene, classes, windows_per_polygon=4, max_nodata=0.2)
+    g, p = scene.grid, scene.patch
+    assert s.counts["skipped_outside"] == 0
+    assert all(0 <= r <= g.height - p and 0 <= c <= g.width - p for r, c in s.origins)
+    assert any(c == 0 for _, c in s.origins[s.polygon.tolist().index(1):])  # the edge polygon's, moved in
+    strict = extract_samples([corner, *inside], "EPSG:4326", scene, classes, windows_per_polygon=4, max_nodata=0.0)
+    assert strict.counts["skipped_nodata"] >= 1 and strict.warnings and "skipped" in strict.warnings[0]
 
 
 @pytest.mark.parametrize("polys, message", [
@@ -95,7 +103,7 @@ def test_windows_over_the_edge_are_skipped_and_counted(scene, card) -> None:
     ([LabelledPolygon(box(-0.77, 38.10), [], 7)], "name no class"),
     ([LabelledPolygon(box(-0.77, 38.10), ["Arable lnd"], 3)], "did you mean 'Arable land'"),
     ([LabelledPolygon(box(-0.77, 38.10), ["Arable land"], 1),
-      LabelledPolygon(box(10.0, 50.0), ["Pastures"], 2)], "'Pastures' have no usable sample"),
+      LabelledPolygon(box(10.0, 50.0), ["Pastures"], 2)], "'Pastures' have no valid window"),
     ([LabelledPolygon(box(-0.77, 38.10), ["Arable land"], 1)], "at least 4 needed"),
 ])
 def test_clear_errors(scene, card, polys, message) -> None:

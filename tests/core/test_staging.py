@@ -121,7 +121,8 @@ def test_real_jp2_bands_staged_give_the_same_outputs(tmp_path, monkeypatch):
         out.mkdir()
         runs[mode] = run_scene(SceneRequest(
             model=MODEL, optical=vrt, optical_bands=USA_BANDS, stage=mode, stride=16, block_size=128,
-            probability_dtype="float32", outputs={k: str(out / f"{k}.tif") for k in ("probabilities", "dominant")}))
+            probability_dtype="float32", window_valid_min=0.0,
+            outputs={k: str(out / f"{k}.tif") for k in ("probabilities", "dominant")}))
         assert _hidden(out) == []  # the staged copy and the feature stores are gone
     assert runs["auto"].staged == {"optical": "JPEG 2000 band files"} and runs["never"].staged == {}
     a, b = _read_all(runs["auto"]), _read_all(runs["never"])
@@ -150,7 +151,7 @@ def test_warped_jp2_is_staged_whole_and_reads_the_same(tmp_path, monkeypatch):
             out.mkdir()
             runs[m] = run_scene(SceneRequest(
                 model=MODEL, optical=path, optical_bands=list(S2_BANDS), stage=m, stride=16, extent=extent,
-                extent_crs="EPSG:4326" if extent else None, probability_dtype="float32",
+                extent_crs="EPSG:4326" if extent else None, probability_dtype="float32", window_valid_min=0.0,
                 outputs={"probabilities": str(out / "p.tif")}))
             assert _hidden(out) == []
         assert runs[mode].staged == {"optical": "JPEG 2000" if mode == "auto" else "asked for"}

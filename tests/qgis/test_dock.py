@@ -59,7 +59,9 @@ def test_run_classify_adds_styled_layers(dock, sample_layers, project, qtbot, qg
     layers = [node.layer() for node in groups[0].findLayers()]
     assert [layer.name() for layer in layers] == ["Dominant class", "Class probabilities"]
     assert layers[0].renderer().type() == "paletted"
-    assert layers[0].renderer().classes()[2].label == "Arable land"
+    from mosaic.core.data.bands import BEN19_CLASSES  # the legend: the classes the raster holds, named
+    legend = [(int(c.value), c.label) for c in layers[0].renderer().classes()]
+    assert legend and all(label == BEN19_CLASSES[value] for value, label in legend)
     assert layers[1].bandCount() == 19
     assert sorted(p.name.split("_")[-2] for p in (tmp_path / "out").glob("*.tif")) == ["dominant", "probabilities"]
     assert "Bands used: optical: B01,B02" in dock.status.text()
@@ -126,3 +128,41 @@ def test_errors_go_to_the_message_bar(dock, sample_layers, qgis_iface) -> None:
     messages = qgis_iface.messageBar().get_messages(Qgis.Critical)
     assert any("lacks band(s) B01" in m for m in messages), messages
     assert QgsApplication.taskManager().countActiveTasks() == 0
+
+
+def test_a_model_with_a_pixel_head_classifies_per_pixel(dock, sample_layers, project, qtbot, tmp_path) -> None:
+    """Fine-tuned from polygons (here through core, with few steps), a model maps per 10 m pixel:
+    the dock ticks the fine map for it, and the layers come styled with the polygons' classes."""
+    import json
+    from pathlib import Path
+
+    from mosaic.core.fewshot import FinetuneConfig, finetune_from_polygons
+    from mosaic.core.fewshot.label_file import read_label_file
+
+    root = Path(__file__).resolve().parents[2]
+    labels = root / "resources" / "sample" / "labels" / "spain_polygons.geojson"
+    polygons, crs = read_label_file(labels)
+    quick = [p for p, f in zip(polygons, json.loads(labels.read_text())["features"]) if f["properties"]["quick"]]
+    s2, s1 = sample_layers
+    res = finetune_from_polygons(dock.current_model().path, quick, crs, s2.source(), s1.source(), tmp_path / "fine",
+                                 FinetuneConfig(epochs=1, windows_per_polygon=2, unlabelled=8, folds=2, pixel_steps=60,
+                                                cached_views=2), optical_bands="S2-13")
+    assert dock.window_check.isChecked() and not dock.fine_check.isEnabled()  # the bundled model: windows only
+    dock.add_model(res.card_path)
+    assert dock.fine_check.isEnabled() and dock.fine_check.isChecked() and not dock.window_check.isChecked()
+    assert "Fine map (10 m) classes: Urban fabric" in dock.model_bands.text()
+    dock.optical_combo.setLayer(s2)
+    dock.sar_combo.setLayer(s1)
+    dock.classify_button.click()
+    qtbot.waitUntil(lambda: dock.task is None, timeout=TIMEOUT_MS)
+    layers = [node.layer() for node in project.layerTreeRoot().children()[0].findLayers()]
+    assert [layer.name() for layer in layers] == ["Fine classes (10 m)", "Fine class probabilities (10 m)",
+                                                  "Fine uncertainty (10 m)"]
+    legend = [c.label for c in layers[0].renderer().classes()]
+    assert legend and set(legend) <= set(res.pixel_classes)
+    assert layers[0].rasterUnitsPerPixelX() == 10.0
+    dock.window_check.setChecked(False)
+    dock.fine_check.setChecked(False)
+    assert dock.start("classify") is None  # nothing ticked: a message says what to tick
+    dock.last_layers = []
+    dock.reload_models()

@@ -77,6 +77,22 @@ def test_finetune_then_classify_again(mosaic_plugin, sample_layers, project, tmp
     ds = gdal.Open(out["PROBABILITIES"])
     assert ds.RasterCount == 20 and ds.GetRasterBand(20).GetDescription() == "Orchards"
     ds = None
+    # the new model maps per pixel: fine outputs on the 10 m grid, styled with the polygons' classes
+    assert [c["name"] for c in card["pixel_classes"]] == ["Urban fabric", "Arable land", "Orchards"]
+    assert card["metrics"]["pixel_cross_validation"]["polygons"] == 8
+    fine = processing.run("mosaic:classify", {"OPTICAL": s2, "SAR": s1, "OPTICAL_BANDS": S2_BANDS_13,
+                                              "MODEL": str(card_path), "FINE_CLASSES": str(tmp_path / "fc.tif"),
+                                              "FINE_UNCERTAINTY": str(tmp_path / "fu.tif")})
+    assert {"FINE_CLASSES", "FINE_UNCERTAINTY"} <= set(fine)  # beside the outputs made by default
+    ds = gdal.Open(fine["FINE_CLASSES"])
+    assert ds.RasterXSize == 417 and ds.GetGeoTransform()[1] == 10.0
+    ds = None
+    qml = (tmp_path / "fc.qml").read_text()
+    assert "paletted" in qml and ("Orchards" in qml or "Arable land" in qml) and "Mixed forest" not in qml
+    with pytest.raises(QgsProcessingException, match="no pixel head"):
+        processing.run("mosaic:classify", {"OPTICAL": s2, "OPTICAL_BANDS": S2_BANDS_13,
+                                           "FINE_CLASSES": str(tmp_path / "x.tif")})
+    assert not (tmp_path / "x.tif").exists()
 
 
 def test_any_layer_with_a_label_field_works(mosaic_plugin, sample_layers, tmp_path) -> None:
