@@ -90,14 +90,15 @@ def encode_pass(plan: ScenePlan, em: EngineModel, readers: list[InputReader], st
         fine = None
         with retained_heap():  # one block's tensors reuse each other's memory, given back after
             maps = _encode_block(em, data, lambda: reads.read_ahead(release_freed),
-                                 levels=(4 if stores is not None else em.pixel_levels) if plan.fine else 0)
+                                 levels=(4 if stores is not None else em.pixel_levels) if plan.fine else 0,
+                                 check=check)
             if plan.fine:
                 (p0, p1), (q0, q1) = plan.axes[0].owned_pixels(ra, rb, plan.grid.height), \
                     plan.axes[1].owned_pixels(ca, cb, plan.grid.width)
                 if p1 > p0 and q1 > q0:
                     fine = (p0, q0, fine_block(em, data, maps, (p0 - blk.read_row0, p1 - blk.read_row0),
                                                (q0 - blk.read_col0, q1 - blk.read_col0), plan.fine_kinds,
-                                               plan.req.probability_dtype))
+                                               plan.req.probability_dtype, check))
                 for d in data:
                     d.values = None  # the inputs were kept for the pixel head's bands
                 maps = {m: None if lv is None else lv[-1][0].float() for m, lv in maps.items()}  # layer4
@@ -150,19 +151,20 @@ def _pool_from_store(em: EngineModel, store: GridStore, axes: tuple[FeatureAxis,
 
 
 def _encode_block(em: EngineModel, data: list[BlockInput], past_peak: Callable[[], None],
-                  levels: int = 0) -> dict[str, Any]:
+                  levels: int = 0, check: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Dense pass 1: each modality's feature map [D, Hf, Wf] over a block's read window (None
     where the window has no valid pixel); with ``levels``, the first ``levels`` stages' outputs
     [1, C_L, h, w] instead (``EngineModel.encode_levels``), and the inputs are kept for the pixel head.
     ``past_peak`` is called once the block's memory peak is behind: after the first encoder
     (the optical one, the largest input, freed once encoded) when another follows, else before
-    the only one (the read ahead overlaps it all)."""
+    the only one (the read ahead overlaps it all). ``check`` (cancel) is called before each encoder."""
     if sum(d.values is not None for d in data) < 2:
         past_peak()
     out: dict[str, Any] = {}
     for d in data:
         out[d.modality] = None
         if d.values is not None:
+            check()
             if levels:
                 out[d.modality] = em.encode_levels(d.modality, d.values, levels)
             else:

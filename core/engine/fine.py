@@ -11,6 +11,7 @@ has data are no data.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -62,13 +63,14 @@ def encode_strip(probs: torch.Tensor, valid: torch.Tensor, out: dict[str, np.nda
 
 @torch.inference_mode()
 def fine_block(em: EngineModel, data: list[BlockInput], levels: dict[str, list[torch.Tensor] | None],
-               rows: tuple[int, int], cols: tuple[int, int], kinds: list[str], pdtype: str
-               ) -> dict[str, np.ndarray]:
+               rows: tuple[int, int], cols: tuple[int, int], kinds: list[str], pdtype: str,
+               check: Callable[[], None] = lambda: None) -> dict[str, np.ndarray]:
     """The fine outputs asked for (``kinds``) of the read-window pixels rows x cols, as arrays
     [bands, h, w] ready to write (``fine_arrays`` encodings).
 
     ``levels``: per modality, the stage outputs [1, C_L, H/s, W/s] over the read window (None
-    where the window had no data); ``data``: the block's inputs (values kept, and ``valid``)."""
+    where the window had no data); ``data``: the block's inputs (values kept, and ``valid``).
+    ``check`` (cancel) is called before each strip."""
     (r0, r1), (c0, c1) = rows, cols
     out = fine_arrays(kinds, len(em.pixel_classes), (r1 - r0, c1 - c0), pdtype)
     use = [d for d in data if d.modality in em.pixel_modalities and levels.get(d.modality) is not None]
@@ -76,6 +78,7 @@ def fine_block(em: EngineModel, data: list[BlockInput], levels: dict[str, list[t
         return out
     maps = {d.modality: [lv[0] for lv in levels[d.modality][: em.pixel_levels]] for d in use}
     for a in range(r0, r1, STRIP_ROWS):
+        check()
         b = min(r1, a + STRIP_ROWS)
         present = {d.modality: d.valid[a:b, c0:c1].to(em.device) for d in use}
         valid = torch.stack(list(present.values())).any(0)

@@ -11,7 +11,7 @@ import pytest
 import rasterio
 import torch
 
-from core.engine import SceneRequest, run_scene
+from core.engine import Cancelled, SceneRequest, run_scene
 from core.engine import windows as W
 from core.fewshot import FinetuneConfig, finetune_from_polygons
 from core.fewshot.label_file import read_label_file
@@ -108,6 +108,29 @@ def test_fine_outputs_do_not_depend_on_the_block_layout(tuned, tmp_path):
             got[block] = ds.read(1)
     assert ((got[128] == 255) == (got[2048] == 255)).all()  # every pixel written once, by one block
     assert (got[128] == got[2048]).mean() > 0.999
+
+
+def test_cancel_is_seen_inside_a_block(tuned, tmp_path):
+    """One block covers the scene: Cancel is polled before each encoder and each strip of the pixel
+    head, not only between blocks, and a cancel there leaves nothing behind."""
+    res = tuned[0]
+    req = dict(model=res.card_path, optical=S2, sar=S1, optical_bands=["S2-13"], block_size=2048)
+    polls = {}
+    for name, outputs in (("window", {"dominant": "d.tif"}), ("fine", {"fine_classes": "f.tif"})):
+        calls = []
+        run = run_scene(SceneRequest(**req, outputs={k: str(tmp_path / v) for k, v in outputs.items()}),
+                        is_cancelled=lambda: calls.append(1) and False)
+        polls[name] = len(calls)
+    with rasterio.open(run.outputs["fine_classes"]) as ds:
+        strips = -(-ds.height // 128)
+    assert polls["fine"] >= polls["window"] + strips - 1  # one poll per strip (an encoder's poll may be shared)
+    out = tmp_path / "cancelled"
+    out.mkdir()
+    calls = []
+    with pytest.raises(Cancelled):
+        run_scene(SceneRequest(**req, outputs={"fine_classes": str(out / "f.tif"), "dominant": str(out / "d.tif")}),
+                  is_cancelled=lambda: calls.append(1) or len(calls) >= polls["fine"] - 1)
+    assert list(out.iterdir()) == []
 
 
 def test_fine_outputs_with_one_input_missing(tuned, tmp_path):
