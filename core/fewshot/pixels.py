@@ -46,6 +46,7 @@ class PixelSet:
     classes: tuple[str, ...]
     counts: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    pix: np.ndarray | None = None     # [N, 2] (row, col) on the reference grid
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -53,7 +54,8 @@ class PixelSet:
     def subset(self, idx: np.ndarray) -> "PixelSet":
         idx = np.asarray(idx, dtype=int)
         return PixelSet({m: f[idx] for m, f in self.feats.items()}, {m: p[idx] for m, p in self.present.items()},
-                        self.labels[idx], self.polygon[idx], self.classes, dict(self.counts), list(self.warnings))
+                        self.labels[idx], self.polygon[idx], self.classes, dict(self.counts), list(self.warnings),
+                        None if self.pix is None else self.pix[idx])
 
     def polygons_per_class(self) -> dict[str, int]:
         """Distinct polygons naming each class."""
@@ -167,7 +169,7 @@ def extract_pixels(
         owner_all.append(np.full(len(pix), pi))
     feats: dict[str, list[np.ndarray]] = {m: [] for m in scene.readers}
     present: dict[str, list[np.ndarray]] = {m: [] for m in scene.readers}
-    labels, owner = [], []
+    labels, owner, where = [], [], []
     if pix_all:
         pix_all, owner_all = np.concatenate(pix_all), np.concatenate(owner_all)
         hot = np.zeros((len(polygons), len(classes)), np.float32)
@@ -184,6 +186,7 @@ def extract_pixels(
                 present[m].append(p[m][ok])
             labels.append(hot[owner_all[idx][ok]])
             owner.append(owner_all[idx][ok])
+            where.append(pix_all[idx][ok])
             if progress is not None:
                 progress((ti + 1) / len(tiles))
         used = np.unique(np.concatenate(owner)) if owner else np.empty(0, int)
@@ -203,4 +206,4 @@ def extract_pixels(
                         f"over no-data were left out")
     return PixelSet({m: np.concatenate(v) for m, v in feats.items()},
                     {m: np.concatenate(v) for m, v in present.items()}, y, np.concatenate(owner), classes,
-                    counts, warnings)
+                    counts, warnings, np.concatenate(where))
