@@ -94,6 +94,22 @@ def _probability_range(layer: QgsRasterLayer) -> tuple[float, float]:
     return 0.0, 1.0
 
 
+def true_colour_renderer(layer: QgsRasterLayer, bands: tuple[int, int, int] = (4, 3, 2), lo: float = 300,
+                         hi: float = 2500) -> QgsMultiBandColorRenderer:
+    """RGB of three bands, each stretched lo..hi: Sentinel-2 reflectance x 10000 (B4, B3, B2 of a
+    13-band stack) as the eye expects it, the backdrop of the demo's maps and screenshots."""
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), *bands)
+    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+               renderer.setBlueContrastEnhancement)
+    for setter, band in zip(setters, bands):
+        enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(lo)
+        enhancement.setMaximumValue(hi)
+        setter(enhancement)
+    return renderer
+
+
 def paletted_renderer(layer: QgsRasterLayer, entries: Iterable[tuple[int, QColor, str]]) -> QgsPalettedRasterRenderer:
     classes = [QgsPalettedRasterRenderer.Class(value, color, label) for value, color, label in entries]
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
