@@ -6,14 +6,19 @@ PYTHON := .venv/bin/python
 # What goes into the plugin zip (LICENSE and README.md when committed).
 PACKAGE_PATHS := __init__.py metadata.txt README.md LICENSE core mosaic_qgis resources
 
-.PHONY: env test demo package bench bundled-model clean
+.PHONY: env test test-reliability demo package bench bundled-model clean
 
 env:  ## idempotent: apt packages, .venv, pip requirements (about 1 s when present)
 	bash scripts/setup_env.sh
 
 # pytest exits 5 when it collects no test: make fails on it like on any non-zero exit.
 test: env
-	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests
+	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests --ignore=tests/reliability
+
+# The slow part of the reliability suite (minutes): 20 runs killed at random moments (SIGKILL or
+# SIGTERM) beside the same outputs, then a clean run (MOSAIC_SOAK_RUNS=N for another count).
+test-reliability: env
+	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests/reliability
 
 # The main job through QGIS: classify the bundled Spain S1+S2 scene with mosaic:classify
 # (headless QgsApplication + Processing), write the rasters and a PNG map with a legend.

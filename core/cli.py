@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +16,17 @@ from typing import Sequence
 from .paths import SAMPLE_REBEN
 
 OBJECTIVES = ("mosaic", "supervised", "simclr", "clip", "contrastive")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch of 0 or an epoch count of -1 is a typo, said at once)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
 MODELS = ("small", "resnet18", "resnet50")
 
 
@@ -53,8 +66,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="probability that the fusion head sees only one modality of a patch (default: 0.2)")
     g.add_argument("--no-augment", action="store_true", help="train on the patches as they are")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
-    g.add_argument("--batch-size", type=int, default=16, help="global batch size over all processes (default: 16)")
+    g.add_argument("--epochs", type=positive_int, default=30, help="passes over the data (default: 30)")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="global batch size over all processes (default: 16)")
     g.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 2e-3)")
     g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: 0.05)")
     g.add_argument("--warmup-epochs", type=int, default=2, help="linear warm-up before cosine decay (default: 2)")
@@ -229,10 +242,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM (``timeout``, a shutdown, ``kill``): unwinds like Ctrl-C, so that every job's cleanup
+    runs (its temporaries deleted, no half-written output moved into place)."""
+
+
+def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup itself is not interrupted again
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; its errors as one line on stderr (exit 2: fix the input; 1: the system said
+    no), a stop as "cancelled" (130 after Ctrl-C, 143 after SIGTERM), never a traceback for those."""
+    from .engine.request import Cancelled as SceneCancelled
+    from .fewshot.finetune import Cancelled as FinetuneCancelled
+
     a = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return a.func(a)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated, SceneCancelled, FinetuneCancelled) as e:
+        why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C" if isinstance(e, KeyboardInterrupt) else "cancel"
+        print(f"cancelled ({why}): no output was written, temporaries deleted", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    except OSError as e:  # the system refused: permissions, a full disk, a file gone meanwhile
+        print(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        return 1

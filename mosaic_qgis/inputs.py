@@ -23,6 +23,28 @@ def parse_band_list(text: str | None) -> list[str] | None:
     return names or None
 
 
+def unreadable_raster(value: Any) -> str | None:
+    """Why a raster parameter given as a path did not load, when QGIS would only say "not found":
+    the file is there, but GDAL cannot read it as a raster. None when that is not the case."""
+    if not isinstance(value, str) or not value.strip() or not Path(value).is_file():
+        return None
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        ds = gdal.OpenEx(value, gdal.OF_RASTER)
+        why = gdal.GetLastErrorMsg().strip()
+    except RuntimeError as e:  # exceptions switched on by someone else
+        ds, why = None, str(e).strip()
+    finally:
+        gdal.PopErrorHandler()
+    if ds is not None:
+        return None
+    why = why or "GDAL knows no raster driver for it"
+    return (f"{value} exists but is not a raster GDAL can read ({why}): choose a GeoTIFF, JPEG 2000, VRT "
+            f"or another raster file")
+
+
 def layer_path(layer: QgsRasterLayer) -> str:
     """The GDAL dataset behind a raster layer; other providers (WMS, XYZ, ...) are refused."""
     if layer.providerType() != "gdal":

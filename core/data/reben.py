@@ -101,16 +101,24 @@ def _read_band(path: Path, size: int = PATCH_SIZE) -> np.ndarray:
         return src.read(1, out_shape=(size, size), resampling=Resampling.bilinear).astype(np.float32)
 
 
+def _band_file(folder: Path, name: str, band: str, patch: str) -> Path:
+    path = folder / f"{name}_{band}.tif"
+    if not path.is_file():
+        raise FileNotFoundError(f"reBEN patch {patch} has no {band} band file ({path}): download the patch "
+                                f"again, or leave it out of metadata.parquet")
+    return path
+
+
 def read_s2(record: PatchRecord, bands: Sequence[str] = S2_BANDS) -> np.ndarray:
     """S2 bands of one patch resampled to 120x120, reflectance x 10000, float32 [C,H,W]."""
-    return np.stack([_read_band(record.s2_dir / f"{record.patch_id}_{b}.tif") for b in bands])
+    return np.stack([_read_band(_band_file(record.s2_dir, record.patch_id, b, record.patch_id)) for b in bands])
 
 
 def read_s1(record: PatchRecord, bands: Sequence[str] = S1_BANDS) -> np.ndarray:
     """S1 VV/VH of one patch in dB, float32 [2,H,W]."""
     if record.s1_dir is None:
         raise FileNotFoundError(f"no Sentinel-1 folder for patch {record.patch_id} ({record.s1_name})")
-    return np.stack([_read_band(record.s1_dir / f"{record.s1_name}_{b}.tif") for b in bands])
+    return np.stack([_read_band(_band_file(record.s1_dir, record.s1_name, b, record.patch_id)) for b in bands])
 
 
 def labelled_subset(n: int, fraction: float, seed: int) -> np.ndarray:

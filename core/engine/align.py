@@ -158,13 +158,13 @@ def detect_level(path: str, tags: dict[str, str], file_bands: Sequence[str]) -> 
     return None
 
 
-def sar_is_linear(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> bool:
-    """True when the SAR values look like linear power (non-negative, median < 1).
+def sample_values(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> np.ndarray:
+    """[bands, N] values of the bands ``indexes`` at N sampled pixels (those with data in every band).
 
-    Looks at a sample, through its own handle of the file (closed after, so the tiles it
-    decodes leave GDAL's block cache): a <= 512 px overview where the file has overviews,
-    else 8 x 8 windows of 64 px spread over it. A decimated read of a file without overviews
-    would decode every tile of it (2 GB for a full Sentinel-1 scene)."""
+    Read through its own handle of the file (closed after, so the tiles it decodes leave
+    GDAL's block cache): a <= 512 px overview where the file has overviews, else 8 x 8 windows
+    of 64 px spread over it. A decimated read of a file without overviews would decode every
+    tile of it (2 GB for a full Sentinel-1 scene)."""
     with open_for_blocks(src.name) as ds:
         if ds.overviews(indexes[0]):
             scale = max(1, max(ds.width, ds.height) // 512)
@@ -175,8 +175,13 @@ def sar_is_linear(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> boo
             rows = np.unique(np.linspace(0, ds.height - h, 8).round().astype(int))
             cols = np.unique(np.linspace(0, ds.width - w, 8).round().astype(int))
             parts = [ds.read(indexes, window=Window(int(c), int(r), w, h), masked=True) for r in rows for c in cols]
-    v = np.concatenate([p.astype("float64").filled(np.nan).ravel() for p in parts])
-    v = v[np.isfinite(v)]
+    v = np.concatenate([p.astype("float64").filled(np.nan).reshape(len(indexes), -1) for p in parts], axis=1)
+    return v[:, np.isfinite(v).all(0)]
+
+
+def sar_is_linear(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> bool:
+    """True when the SAR values look like linear power (non-negative, median < 1), in a sample."""
+    v = sample_values(src, indexes).ravel()
     if v.size == 0:
         return False
     return bool((v >= 0).mean() > 0.99 and np.median(v) < 1.0)
@@ -192,9 +197,14 @@ def is_metric(crs: CRS | None) -> bool:
 
 
 def utm_crs_for(bounds: tuple[float, float, float, float], crs: CRS) -> CRS:
-    """The UTM zone (WGS 84) at the centre of ``bounds`` given in ``crs``."""
+    """The metric CRS for a scene at ``bounds`` in ``crs``: the UTM zone (WGS 84) of its centre,
+    or Universal Polar Stereographic where UTM is not defined (north of 84 N, south of 80 S)."""
     w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds)
     lon, lat = (w + e) / 2, (s + n) / 2
+    if lat > 84:
+        return CRS.from_epsg(32661)  # UPS North (WGS 84)
+    if lat < -80:
+        return CRS.from_epsg(32761)  # UPS South
     zone = min(60, max(1, int((lon + 180) // 6) + 1))
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
+from ..cli import positive_int
+from ..io.temporaries import job_folder
 from ..paths import RESOURCES
 
 DEFAULT_MODEL = RESOURCES / "models" / "mosaic-small-ben19"
@@ -54,6 +55,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optical-level", default="auto", choices=["auto", "L1C", "L2A"],
                    help="processing level of the optical input; a mismatch with the model gives a warning "
                         "(default: auto, from the file name and metadata)")
+    g.add_argument("--optical-offset", type=float, metavar="DN",
+                   help="digital numbers to subtract from the optical bands before /10000: 1000 for Sentinel-2 "
+                        "products of processing baseline 04.00 or later (January 2022 on), 0 for older ones "
+                        "(default: from the product metadata or name, else 0 with a warning where the values "
+                        "look offset)")
     g.add_argument("--model", default=str(DEFAULT_MODEL),
                    help=f"model file NAME(.json/.safetensors) (default: the bundled {DEFAULT_MODEL.name})")
     g.add_argument("--extent", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
@@ -73,8 +79,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                               "around the block's own feature cells, default 64; sliding: around its "
                                               "windows, default 128)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
-    g.add_argument("--batch-size", type=int, default=16, help="windows per batch in sliding mode (default: 16)")
-    g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch in sliding mode (default: 16)")
+    g.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--compile", action="store_true", help="torch.compile the encoders (pays on large scenes)")
     g.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="read blocks one at a time instead of one block ahead on a second thread: "
@@ -142,7 +148,7 @@ def cmd_scene(a: argparse.Namespace) -> int:
     outputs = {k: getattr(a, k) for k in OUTPUT_KINDS if getattr(a, k, None)}
     if not outputs:
         raise ValueError("ask for at least one output, e.g. --dominant out.tif (see --help)")
-    with tempfile.TemporaryDirectory(prefix="mosaic-scene-") as tmp:
+    with job_folder("scene") as tmp:
         req = SceneRequest(
             model=a.model, optical=stack_inputs(a.optical, tmp, "optical"), sar=stack_inputs(a.sar, tmp, "sar"),
             outputs=outputs, optical_bands=a.optical_bands, sar_bands=a.sar_bands, sar_units=a.sar_units,
@@ -150,7 +156,7 @@ def cmd_scene(a: argparse.Namespace) -> int:
             device=a.device, batch_size=a.batch_size, threads=a.threads,
             probability_dtype=getattr(a, "probability_dtype", "uint8"), clusters=a.k,
             cluster_sample=a.cluster_sample, seed=a.seed, block_size=a.block_size, halo=a.halo,
-            optical_level=a.optical_level, compile=a.compile, prefetch=a.prefetch, stage=a.stage,
+            optical_level=a.optical_level, optical_offset=a.optical_offset, compile=a.compile, prefetch=a.prefetch, stage=a.stage,
             window_valid_min=a.window_valid_min)
         bar = None
         if not a.quiet:
@@ -173,6 +179,8 @@ def cmd_scene(a: argparse.Namespace) -> int:
         print(f"the {layer} input ({why}) was decoded once into a temporary copy before the run")
     print(f"{res.mode} inference, {res.width} x {res.height} cells of {res.stride} px, {res.crs}, "
           f"{res.seconds:.1f} s")
+    for kind, (a, n) in res.given.items():
+        print(f"{'window cells' if kind == 'window' else 'fine pixels'} classified: {a} of {n}")
     for k, p in res.outputs.items():
         print(f"  {k}: {p}")
     return 0

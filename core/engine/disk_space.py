@@ -7,7 +7,6 @@ The estimate is an upper bound: rasters uncompressed, with a third more for over
 """
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 from pathlib import Path
@@ -54,31 +53,3 @@ def room_left(needs: list[tuple[str, int]], path: str) -> int:
     dev = os.stat(_volume(Path(path).parent)).st_dev
     taken = sum(int(n) for p, n in needs if os.stat(_volume(Path(p).parent)).st_dev == dev)
     return shutil.disk_usage(_volume(Path(path).parent)).free - taken
-
-
-def remove_stale_temporaries(tag: str) -> list[tuple[str, int]]:
-    """Delete what a run beside the same output left behind when its process died (killed, or
-    QGIS crashed): dense mode's feature stores and staged input copies (up to gigabytes), named
-    ``.<output>.<pid>.*`` (``tag`` is this run's prefix, ``.<output>.<its pid>``), whose process
-    is gone. Returns (path, bytes) of each file deleted. POSIX only: a process is looked up with
-    signal 0, which on Windows would terminate it."""
-    if os.name != "posix":
-        return []
-    path = Path(tag)
-    prefix, _, mine = path.name.rpartition(".")
-    removed = []
-    for f in path.parent.glob(glob.escape(prefix) + ".*"):
-        pid = f.name[len(prefix) + 1:].split(".", 1)[0]
-        if not pid.isdigit() or pid == mine:
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # running, under another user
-        size = f.stat().st_size
-        f.unlink(missing_ok=True)
-        removed.append((str(f), size))
-    return removed

@@ -161,12 +161,15 @@ class OutputSet:
             self.abort()
             raise
         self.embeddings = self.outs.get("embeddings") or self.tmp_emb
+        self.given = {"window": [0, 0], "fine": [0, 0]}  # [cells with an answer, cells written]
         self.sample = EmbeddingSample(req.cluster_sample, em.dim * len(plan.modalities), req.seed) \
             if "clusters" in req.outputs else None
 
     def write_block(self, blk: W.Block, probs: np.ndarray | None, emb: np.ndarray | None, valid: np.ndarray) -> None:
         """A block's window outputs (``engine_model.head_outputs``); adds its embeddings to the sample."""
         write_block(self.outs, blk, probs, emb, valid, self.K, self.req.probability_dtype)
+        self.given["window"][0] += 0 if probs is None else int(valid.sum())
+        self.given["window"][1] += blk.rows * blk.cols
         if self.tmp_emb is not None:
             e = np.full((self.tmp_emb.ds.count, blk.rows, blk.cols), np.nan, np.float32) if emb is None else \
                 np.where(valid[None], emb, np.nan).astype(np.float32)
@@ -177,6 +180,9 @@ class OutputSet:
     def write_fine(self, row0: int, col0: int, arrays: dict[str, np.ndarray]) -> None:
         """Per-pixel outputs of the pixels from (row0, col0) (``write_fine``)."""
         write_fine(self.outs, row0, col0, arrays)
+        a = next(iter(arrays.values()))[0]
+        self.given["fine"][0] += int((~np.isnan(a) if a.dtype.kind == "f" else a != 255).sum())
+        self.given["fine"][1] += a.size
 
     def add(self, kind: str, raster: OutputRaster) -> None:
         """An output made after the blocks (the clusters), committed with the others."""

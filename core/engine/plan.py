@@ -8,7 +8,6 @@ the plan and only run; ``ScenePlan.warnings`` collects what the user should read
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,13 +15,17 @@ from typing import Any, Iterator
 import numpy as np
 import rasterio
 
+from ..io.model_file import model_paths
+from ..io.overwrite_guard import check_outputs_spare_inputs, raster_files
 from . import windows as W
-from .align import Grid, detect_level, guess_bands, map_bands, reference_grid, sar_is_linear
+from .align import Grid, detect_level, guess_bands, map_bands, reference_grid, sample_values, sar_is_linear
 from .band_reader import on_grid
-from .disk_space import MB, check_free_space, remove_stale_temporaries
+from ..io.temporaries import beside_tag, remove_stale_beside
+from .disk_space import MB, check_free_space
 from .engine_model import EngineModel
 from .feature_grid import FeatureAxis
 from .outputs import output_specs
+from .reflectance_offset import resolve_offset
 from .request import FINE_KINDS, LABEL, SceneRequest
 from .scene_inputs import StagingPlan, fit_staging, open_input, staging_plan
 
@@ -66,6 +69,7 @@ class ScenePlan:
     to_stage: StagingPlan
     room: int | None                 # bytes compressed staged copies share (None: uncompressed)
     warnings: list[str] = field(default_factory=list)
+    optical_offset: float = 0.0      # DN subtracted from the optical bands (reflectance_offset.py)
 
     @property
     def modalities(self) -> list[str]:
@@ -115,6 +119,9 @@ def make_plan(req: SceneRequest, em: EngineModel) -> ScenePlan:
         for m, p in (("s2", req.optical), ("s1", req.sar)):
             if p is not None:
                 srcs[m] = open_input(p, LABEL[m])
+        reads = {f"{LABEL[m]} raster": raster_files(s) for m, s in srcs.items()}
+        reads.update(zip(("model's weights", "model's card"), ([str(f)] for f in model_paths(req.model))))
+        check_outputs_spare_inputs({f"{k} output": v for k, v in req.outputs.items()}, reads)
         return _plan(req, em, srcs, warns)
     except BaseException:
         for s in srcs.values():
@@ -129,8 +136,13 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
     for m, src in srcs.items():
         explicit = req.optical_bands if m == "s2" else req.sar_bands
         maps[m] = map_bands(src.name, src.count, src.descriptions, em.bands[m], explicit, f"{LABEL[m]} raster")
+    offset = 0.0
     if "s2" in srcs:
         _check_level(req, em, srcs["s2"], warns)
+        offset, note = resolve_offset(req.optical_offset, raster_files(srcs["s2"]), srcs["s2"].tags(),
+                                      lambda: _darkest_sample(srcs["s2"], maps["s2"], em.bands["s2"]))
+        if note:
+            warns.append(note)
     to_db = False
     if "s1" in srcs:
         units = req.sar_units
@@ -160,12 +172,14 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
     axes = (FeatureAxis(out_h, stride, em.patch, em.stride, em.patch_cells),
             FeatureAxis(out_w, stride, em.patch, em.stride, em.patch_cells))
     (r0, r1), (c0, c1) = axes[0].cells, axes[1].cells
-    tag = _temporary_tag(req)
-    stale = remove_stale_temporaries(tag)
+    tag = beside_tag(next(iter(req.outputs.values())))  # staged copies and feature stores: beside the first output
+    stale = [f for out in req.outputs.values() for f in remove_stale_beside(out)]
     if stale:
         warns.append(f"deleted {len(stale)} temporary file(s) ({sum(n for _, n in stale) / MB:.0f} MB) that an "
-                     f"earlier run beside {Path(next(iter(req.outputs.values()))).name} left when it was stopped")
+                     f"earlier run beside these outputs left when it was stopped")
     tags = {"model": Path(req.model).name, "mode": mode, "stride_px": str(stride), "window_px": str(em.patch)}
+    if offset:
+        tags["optical_offset_dn"] = f"{offset:g}"
     specs = output_specs(req, em, list(srcs), tags)
     windows = any(k not in FINE_KINDS for k in req.outputs)
     stores = [(tag, (r1 - r0) * (c1 - c0) * (em.dim + 1) * 4 * len(srcs)), (tag, out_h * out_w * len(srcs))] \
@@ -179,7 +193,7 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
     return ScenePlan(req, srcs, maps, to_db, grid, mode, stride, halo, block, em.stride, out_h, out_w,
                      grid.transform * rasterio.Affine.scale(stride),
                      W.count_blocks(grid.height, grid.width, stride, block), axes, (r0, c0), r1 - r0, c1 - c0,
-                     tag, tags, specs, direct, to_stage, room, warns)
+                     tag, tags, specs, direct, to_stage, room, warns, offset)
 
 
 def _check_level(req: SceneRequest, em: EngineModel, src, warns: list[str]) -> None:
@@ -192,6 +206,16 @@ def _check_level(req: SceneRequest, em: EngineModel, src, warns: list[str]) -> N
                      f"domain shift (top-of-atmosphere vs surface reflectance); prefer {em.level} data")
     elif em.level and not lvl:
         warns.append(f"the processing level of the optical input is unknown; the model expects {em.level}")
+
+
+def _darkest_sample(src, mapping, model_bands: list[str]) -> np.ndarray:
+    """A sample [bands, N] of the optical input's B02, B03, B04 and B08 (``reflectance_offset``)."""
+    idx = [i for i in (mapping.indexes[model_bands.index(b)] for b in ("B02", "B03", "B04", "B08")
+                       if b in model_bands) if i]
+    try:
+        return sample_values(src, idx) if idx else np.empty((0, 0))
+    except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError):  # a damaged file: the run's own reads say where, with the fix
+        return np.empty((0, 0))
 
 
 def _check_pixel_head(req: SceneRequest, em: EngineModel, given: list[str], warns: list[str]) -> None:
@@ -208,13 +232,6 @@ def _check_pixel_head(req: SceneRequest, em: EngineModel, given: list[str], warn
         if m not in em.pixel_modalities:
             warns.append(f"the {LABEL[m]} input is not used by the fine outputs: the pixel head was trained "
                          f"without it")
-
-
-def _temporary_tag(req: SceneRequest) -> str:
-    """Path prefix of the run's temporary files (feature stores, staged copies): hidden, beside
-    the first output, with the process id (``disk_space.remove_stale_temporaries`` finds them)."""
-    first = Path(next(iter(req.outputs.values())))
-    return str(first.parent / f".{first.name}.{os.getpid()}")
 
 
 def _disk_needs(req: SceneRequest, specs: dict[str, dict], cells: int, pixels: int,

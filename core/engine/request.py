@@ -15,6 +15,7 @@ WINDOW_KINDS = ("probabilities", "dominant", "multihot", "uncertainty", "embeddi
 FINE_KINDS = ("fine_classes", "fine_probabilities", "fine_uncertainty")
 OUTPUT_KINDS = WINDOW_KINDS + FINE_KINDS
 MODES = ("auto", "dense", "sliding")
+MIN_BLOCK = 128  # px: Processing's minimum too
 LABEL = {"s2": "optical", "s1": "SAR"}  # how messages name a modality's input
 
 
@@ -52,6 +53,7 @@ class SceneRequest:
     prefetch: bool = True             # read the next block while this one computes (about half a block more in RAM)
     stage: str = "auto"               # auto | always | never: decode slow inputs once before the run (staging.py)
     window_valid_min: float = WINDOW_VALID_MIN  # a window output needs this share of its window's pixels with data
+    optical_offset: float | None = None  # DN to subtract from the optical bands (None: from metadata or name)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class SceneResult:
     stride: int = 0
     blocks: int = 0
     staged: dict[str, str] = field(default_factory=dict)  # input ("optical"/"SAR") -> why it was decoded once first
+    given: dict[str, tuple[int, int]] = field(default_factory=dict)  # "window"/"fine" -> (cells answered, cells)
 
 
 def check_request(req: SceneRequest) -> None:
@@ -91,6 +94,13 @@ def check_request(req: SceneRequest) -> None:
         raise ValueError(f"stride must be >= 1 pixel, got {req.stride}")
     if req.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {req.batch_size}")
+    if req.block_size < MIN_BLOCK:
+        raise ValueError(f"block_size must be at least {MIN_BLOCK} pixels (default 2048; smaller blocks only "
+                         f"repeat the context read around each), got {req.block_size}")
+    if req.halo is not None and req.halo < 0:
+        raise ValueError(f"halo must be >= 0 pixels, got {req.halo}")
+    if req.threads is not None and req.threads < 1:
+        raise ValueError(f"threads must be >= 1 (or left out: all cores), got {req.threads}")
     if "clusters" in req.outputs and not (2 <= req.clusters <= 254):
         raise ValueError(f"clusters must be between 2 and 254, got {req.clusters}")
     if not 0.0 <= req.window_valid_min <= 1.0:
@@ -103,3 +113,5 @@ def check_request(req: SceneRequest) -> None:
     for p in paths:
         if not Path(p).parent.is_dir():
             raise FileNotFoundError(f"output folder {Path(p).parent} does not exist")
+        if not os.access(Path(p).parent, os.W_OK):
+            raise ValueError(f"output folder {Path(p).parent} is not writable: choose another folder")

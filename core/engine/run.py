@@ -104,8 +104,26 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
         for f in staged_files:
             remove_staged(f)
     progress(1.0)
+    given = {k: (a, n) for k, (a, n) in outputs.given.items() if n}
+    plan.warnings.extend(_coverage_warnings(given, em.patch))
     return SceneResult(written, plan.grid.crs.to_string(), plan.out_w, plan.out_h, plan.mode, plan.warnings,
-                       time.perf_counter() - t0, plan.stride, plan.nblocks, staged)
+                       time.perf_counter() - t0, plan.stride, plan.nblocks, staged, given)
+
+
+def _coverage_warnings(given: dict[str, tuple[int, int]], patch: int) -> list[str]:
+    """Say when outputs are all or mostly no data, and why that happens."""
+    out = []
+    for kind, (a, n) in given.items():
+        what = "window output cells" if kind == "window" else "fine output pixels"
+        if a == 0:
+            why = (f"the inputs have no data there, or the scene is too small for a {patch} px window with "
+                   f"enough data (window outputs need most of their window inside the scene)") if kind == "window" \
+                else "the inputs have no data anywhere"
+            out.append(f"no {what} were classified (all {n} are no data): {why}")
+        elif a < 0.5 * n:
+            out.append(f"only {a} of {n} {what} were classified; the rest are no data (no input data there"
+                       + (", or windows reaching past the scene's edge)" if kind == "window" else ")"))
+    return out
 
 
 class _Steps:

@@ -13,6 +13,7 @@ from .align import Grid
 from .band_reader import DAMAGED, BandReader
 from .block_reads import InputReader
 from .disk_space import MB, check_free_space, room_left
+from .reflectance_offset import shifted_mean
 from .request import LABEL, Cancelled, SceneRequest
 from .staging import CopyTooLarge, slow_to_decode, source_window, stage, staged_bytes, staged_size, why_not_exact
 
@@ -121,6 +122,8 @@ def input_readers(plan, stats: dict[str, tuple[Any, Any]]) -> list[InputReader]:
     try:
         for m, src in plan.srcs.items():
             mean, std = stats[m]
+            if m == "s2":
+                mean = shifted_mean(mean, len(plan.maps[m].indexes), plan.optical_offset)
             name, hint = f"the {LABEL[m]} raster {src.name}", DAMAGED
             if m in plan.to_stage:  # the staged copy holds the model's bands, in its order
                 path, idx = plan.to_stage[m][1], list(range(1, len(plan.maps[m].indexes) + 1))

@@ -31,6 +31,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from ..io.temporaries import beside_tag
+
 # distinct colours for cluster tables (tab20)
 CLUSTER_COLORS: tuple[str, ...] = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -70,7 +72,7 @@ class OutputRaster:
         self.kind = kind
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder {self.path.parent} does not exist")
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.tif")
+        self.tmp = Path(beside_tag(self.path) + ".tmp.tif")  # found and deleted by the next run if this one dies
         self.categorical = categorical
         self.present: set[int] | None = set() if categorical else None  # None: not listed (too many)
         block = 256 if min(width, height) >= 256 else 16 * max(1, min(width, height) // 16)

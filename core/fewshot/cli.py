@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
+from ..cli import positive_int
 from ..engine.cli import DEFAULT_MODEL, stack_inputs
+from ..io.temporaries import job_folder
 
 _EPILOG = """\
 The label file is any vector file GDAL reads (GeoPackage, GeoJSON, Shapefile, ...), in any CRS:
@@ -46,6 +47,11 @@ def add_command(subparsers) -> None:
                                            "S2-13 / S2-12 (default: from band descriptions)")
     g.add_argument("--sar", nargs="+", metavar="RASTER", help="Sentinel-1 raster (VV, VH), or one file per band")
     g.add_argument("--sar-bands", help="comma-separated SAR band names in file order, e.g. VV,VH")
+    g.add_argument("--optical-offset", type=float, metavar="DN",
+                   help="digital numbers to subtract from the optical bands before /10000: 1000 for Sentinel-2 "
+                        "products of processing baseline 04.00 or later (January 2022 on), 0 for older ones "
+                        "(default: from the product metadata or name, else 0 with a warning where the values "
+                        "look offset)")
     g.add_argument("--sar-units", default="auto", choices=["auto", "db", "linear"],
                    help="units of the SAR values; linear power is converted to dB (default: auto)")
     g.add_argument("--labels", required=True, metavar="VECTOR", help="polygons with class names (any OGR format)")
@@ -55,20 +61,20 @@ def add_command(subparsers) -> None:
     g.add_argument("--separator", default=";", help="separates several class names in one field value; '' for "
                                                     "one name per polygon (default: ;)")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=10, help="passes over the training windows (default: 10)")
+    g.add_argument("--epochs", type=positive_int, default=10, help="passes over the training windows (default: 10)")
     g.add_argument("--train-parts", default="head", choices=["head", "head+1", "head+2"],
                    help="what learns: head (frozen encoders: fastest, safest with few polygons) or the head and "
                         "the last 1 or 2 encoder stages (default: head)")
     g.add_argument("--val-share", type=float, default=0.2,
                    help="share of the polygons held out to validate the window head (default: 0.2)")
-    g.add_argument("--windows-per-polygon", type=int, default=8, help="training windows per polygon (default: 8)")
+    g.add_argument("--windows-per-polygon", type=positive_int, default=8, help="training windows per polygon (default: 8)")
     g.add_argument("--unlabelled", type=int, default=64,
                    help="unlabelled windows of the scene for the contrastive terms (default: 64)")
     g.add_argument("--folds", type=int, default=5,
                    help="cross-validation folds over polygons that measure the pixel head (default: 5)")
     g.add_argument("--seed", type=int, default=0, help="seed of windows, splits and training (default: 0)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
-    g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    g.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--out", required=True, metavar="DIR/NAME", help="the new model, without extension")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_finetune)
@@ -115,12 +121,12 @@ def cmd_finetune(a: argparse.Namespace) -> int:
         (bar.write if bar is not None else print)(s)
 
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mosaic-finetune-") as tmp:
+    with job_folder("finetune") as tmp:
         optical, sar = stack_inputs(a.optical, tmp, "optical"), stack_inputs(a.sar, tmp, "sar")
         try:
             res = finetune_from_polygons(
                 a.model, polygons, crs, optical, sar, out, cfg, optical_bands=a.optical_bands, sar_bands=a.sar_bands,
-                sar_units=a.sar_units, colors={k: v for k, v in colors.items() if v}, scheme=list(colors),
+                sar_units=a.sar_units, optical_offset=a.optical_offset, colors={k: v for k, v in colors.items() if v}, scheme=list(colors),
                 label_source={"layer": Path(a.labels).name, "source": str(a.labels), "field": a.label_field,
                               "separator": a.separator},
                 progress=progress, log=log)

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import copy
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..data.scene_windows import PooledPatches
 from ..eval.metrics import multilabel_metrics
 from ..eval.predict import predict
 from ..io.model_file import load_model, model_paths, save_model, sha256_file
+from ..io.temporaries import job_folder
 from ..models.mosaic import ModelConfig, MosaicModel
 from ..train.config import TrainConfig
 from ..train.loop import train
@@ -308,7 +308,7 @@ def finetune(
             parts.append(ArrayPatches(unlabelled.get("s2"), unlabelled.get("s1"), None, classes, labelled=False))
         log(f"training on {len(train_set)} labelled + {n_unl} unlabelled windows, {cfg.epochs} epochs, "
             f"batch {batch}, parts '{cfg.train_parts}'")
-        with tempfile.TemporaryDirectory(prefix="mosaic-finetune-") as tmp:
+        with job_folder("finetune") as tmp:
             init = Path(tmp) / "init"
             save_model(model, init, card)
             tcfg.out, tcfg.init = str(Path(tmp) / "run"), str(init)

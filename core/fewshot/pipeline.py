@@ -12,15 +12,18 @@ the dock task and the command line share.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..io.model_file import read_card
+from ..io.model_file import model_paths, read_card
+from ..io.overwrite_guard import check_outputs_spare_inputs, raster_path_files
 from .finetune import Cancelled, FinetuneConfig, FinetuneResult, finetune, save_with_report
 from .pixel_training import PixelHeadConfig, cross_validate, fit_pixel_head
 from .pixels import extract_pixels
-from .samples import LabelledPolygon, extract_samples, label_hash, split_by_polygon, unlabelled_windows
+from .samples import (LabelledPolygon, extract_samples, label_hash, match_known_classes, split_by_polygon,
+                      unlabelled_windows)
 from .scene import open_scene
 
 
@@ -41,6 +44,27 @@ def pixel_class_list(classes: Sequence[str], polygons: Sequence[LabelledPolygon]
     return tuple(c for c in classes if c in used)
 
 
+def _check_out_spares_inputs(base: str, out: str | Path, optical: str | None, sar: str | None,
+                             label_source: dict[str, Any] | None) -> None:
+    """ValueError when the new model or its report would be written over the base model, an input
+    raster (or a file it reads) or the label file."""
+    weights, card = model_paths(out)
+    if not card.parent.is_dir():
+        raise FileNotFoundError(f"output folder {card.parent} does not exist")
+    if not os.access(card.parent, os.W_OK):
+        raise ValueError(f"output folder {card.parent} is not writable: choose another folder")
+    name = str(card)[: -len(".json")]
+    reads = dict(zip(("base model's weights", "base model's card"), ([str(f)] for f in model_paths(base))))
+    for what, path in (("optical raster", optical), ("SAR raster", sar)):
+        if path:
+            reads[what] = raster_path_files(path)
+    label_file = str((label_source or {}).get("source") or "").split("|")[0]  # QGIS: "file.gpkg|layername=x"
+    if label_file:
+        reads["label file"] = [label_file]
+    check_outputs_spare_inputs({"new model's weights": weights, "new model's card": card,
+                                "report": f"{name}.report.png", "report page": f"{name}.report.html"}, reads)
+
+
 def finetune_from_polygons(
     base: str,
     polygons: Sequence[LabelledPolygon],
@@ -52,6 +76,7 @@ def finetune_from_polygons(
     optical_bands: Sequence[str] | str | None = None,
     sar_bands: Sequence[str] | str | None = None,
     sar_units: str = "auto",
+    optical_offset: float | None = None,
     colors: dict[str, str] | None = None,
     scheme: Sequence[str] = (),
     label_source: dict[str, Any] | None = None,
@@ -73,9 +98,11 @@ def finetune_from_polygons(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     card = read_card(base)
+    _check_out_spares_inputs(base, out, optical, sar, label_source)
+    polygons = match_known_classes(polygons, [c["name"] for c in card["classes"]] + list(scheme))
     classes = class_list([c["name"] for c in card["classes"]], polygons, scheme)
     pixel_classes = pixel_class_list(classes, polygons)
-    scene = open_scene(card, optical, sar, optical_bands, sar_bands, sar_units)
+    scene = open_scene(card, optical, sar, optical_bands, sar_bands, sar_units, optical_offset)
     try:
         for w in scene.warnings:
             log(f"warning: {w}")

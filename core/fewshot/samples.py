@@ -117,6 +117,35 @@ class ArrayPatches(torch.utils.data.Dataset):
         return item
 
 
+def _key(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def match_known_classes(polygons: Sequence[LabelledPolygon], known: Sequence[str]) -> list[LabelledPolygon]:
+    """The polygons with each label spelled as the class it names: a known class (the model's or
+    the scheme's) matched whatever its case and spacing ("arable  LAND" is "Arable land"), a new
+    class as it is first written. ValueError for a new label that looks like a known class (a
+    typo would silently add a class beside the one meant): "Arable lnd" names the closest one."""
+    spelled = {_key(k): k for k in known}
+    near_keys = list(spelled)
+    where: dict[str, list[str]] = {}
+    for p in polygons:
+        for name in p.labels:
+            where.setdefault(name, []).append(str(p.fid))
+    for name, fids in where.items():
+        k = _key(name)
+        if k in spelled:
+            continue
+        close = difflib.get_close_matches(k, near_keys, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(f"label '{name}' (polygon(s) {', '.join(fids[:10])}{'…' if len(fids) > 10 else ''}) is "
+                             f"not a known class but looks like '{spelled[close[0]]}': correct the label, or give "
+                             f"the new class a name that is not so close to an existing one")
+        spelled[k] = name  # a new class, spelled as first written; its other spellings join it
+    return [LabelledPolygon(p.geometry, list(dict.fromkeys(spelled[_key(n)] for n in p.labels)), p.fid)
+            for p in polygons]
+
+
 def check_labels(polygons: Sequence[LabelledPolygon], classes: Sequence[str]) -> None:
     """ValueError for polygons without a label and for labels outside ``classes``."""
     if not polygons:

@@ -21,6 +21,8 @@ import rasterio
 from ..data.normalize import normalize
 from ..engine.align import Grid, map_bands, reference_grid, sar_is_linear
 from ..engine.band_reader import BandReader, on_grid
+from ..engine.reflectance_offset import resolve_offset, shifted_mean
+from ..io.overwrite_guard import raster_files
 
 
 TILE = 512
@@ -93,8 +95,9 @@ class SceneReaders:
 
 def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
                optical_bands: Sequence[str] | str | None = None, sar_bands: Sequence[str] | str | None = None,
-               sar_units: str = "auto") -> SceneReaders:
-    """Readers for the model of ``card``; ValueError names what does not fit."""
+               sar_units: str = "auto", optical_offset: float | None = None) -> SceneReaders:
+    """Readers for the model of ``card``; ValueError names what does not fit. The optical
+    reflectance offset as the engine resolves it (``engine.reflectance_offset``)."""
     arch = card.get("architecture", {})
     inputs = card.get("inputs", {})
     modalities = list(arch.get("modalities", ["s2", "s1"]))
@@ -121,6 +124,11 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
                 if units == "linear":
                     warns.append("the SAR input looks like linear power: converted to dB (10 log10)")
             to_db = units == "linear"
+        offset = 0.0
+        if "s2" in srcs:
+            offset, note = resolve_offset(optical_offset, raster_files(srcs["s2"]), srcs["s2"].tags())
+            if note:
+                warns.append(note)
         primary = srcs.get("s2") or srcs["s1"]
         others = [s for s in srcs.values() if s is not primary]
         pixel = float(inputs.get("pixel_size_m", 10))
@@ -131,4 +139,5 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
         for s in srcs.values():
             s.close()
     stats = {m: (inputs.get(m, {}).get("mean"), inputs.get(m, {}).get("std")) for m in ("s2", "s1")}
+    stats["s2"] = (shifted_mean(stats["s2"][0], len(need["s2"]), offset), stats["s2"][1])
     return SceneReaders(grid, readers, stats, int(inputs.get("patch_size", 120)), warns)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data.bands import BEN19_CLASSES, BEN19_COLORS, S1_MEAN, S1_STD, S2_MEAN, S2_STD
 from ..models.mosaic import ModelConfig, MosaicModel
+from .temporaries import beside_tag, remove_stale_beside
 
 FORMAT = "mosaic-model"
 FORMAT_VERSION = 2  # 2: a pixel head may be present (``pixel_classes`` in the architecture)
@@ -62,7 +63,8 @@ def default_card(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, write) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_beside(path)  # what a killed save left
+    fd, tmp = tempfile.mkstemp(prefix=Path(beside_tag(path)).name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -128,12 +130,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mo
     digest = sha256_file(wpath)
     if card.get("sha256") and card["sha256"] != digest:
         raise ValueError(f"{wpath} does not match its card (sha256 differs): the file is corrupt or was replaced")
-    model = MosaicModel(ModelConfig.from_dict(card["architecture"]))
+    try:
+        model = MosaicModel(ModelConfig.from_dict(card["architecture"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"the card of {wpath.name} does not describe a model this plugin can build ({e}): "
+                         f"it was edited or comes from another program") from None
     try:
         state = load_file(str(wpath))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{wpath} is not a readable safetensors file: {e}") from None
     ref = model.state_dict()
+    bad = [k for k, v in state.items() if k in ref and tuple(v.shape) != tuple(ref[k].shape)]
+    if bad:
+        raise ValueError(f"{wpath.name} does not fit its card: {bad[0]} is {tuple(state[bad[0]].shape)} in the weights "
+                         f"but {tuple(ref[bad[0]].shape)} for the card's classes and bands ({len(bad)} tensor(s) "
+                         f"differ); the card was edited, or the two files come from different models")
     state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

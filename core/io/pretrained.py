@@ -22,7 +22,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(p))
-    obj = torch.load(p, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, a zip or pickle of something else
+        raise ValueError(f"{p} is not a plain state dict of tensors (it holds pickled objects, or is no torch "
+                         f"file at all; {type(e).__name__}); nothing was run. Save the weights with "
+                         f"torch.save(model.state_dict(), path) or as safetensors") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

@@ -36,7 +36,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .. import deps
-from ..inputs import guessed_band_lists, layer_path, parse_band_list, resolve_model
+from ..inputs import guessed_band_lists, layer_path, parse_band_list, resolve_model, unreadable_raster
 from ..models import ModelInfo, default_model_path, read_model_info
 from ..styling import KIND_LABELS, Classes, new_run_group, place_in_group, save_default_style, style_layer
 
@@ -44,6 +44,13 @@ ICON_PATH = Path(__file__).resolve().parents[2] / "resources" / "icons" / "mosai
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 SAR_UNITS = ("auto", "db", "linear")
 STAGE = ("auto", "always", "never")
+# the Sentinel-2 reflectance offset (core/engine/reflectance_offset.py): choice -> DN subtracted (None: auto)
+OPTICAL_OFFSETS = (("auto: from the product metadata or name", None),
+                   ("none: reflectance = DN / 10000 (before baseline 04.00)", 0.0),
+                   ("1000: reflectance = (DN - 1000) / 10000 (baseline 04.00 on, 2022-)", 1000.0))
+OFFSET_HELP = ("Sentinel-2 products of processing baseline 04.00 and later (January 2022 on) add 1000 to every "
+               "value. auto: read from the product's metadata or name; where nothing tells, none, with a warning "
+               "when the values look offset.")
 MODES = ("auto", "dense", "sliding")
 
 
@@ -85,6 +92,7 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
     OPTICAL_BANDS = "OPTICAL_BANDS"
     SAR_BANDS = "SAR_BANDS"
     SAR_UNITS = "SAR_UNITS"
+    OPTICAL_OFFSET = "OPTICAL_OFFSET"
     MODEL = "MODEL"
     EXTENT = "EXTENT"
     STRIDE = "STRIDE"
@@ -153,6 +161,12 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
                 self.SAR_UNITS, self.tr("SAR units"), options=list(SAR_UNITS), defaultValue=0
             ),
             "auto: detected from the values; linear power is converted to dB exactly.",
+            advanced=True,
+        )
+        self._add(
+            QgsProcessingParameterEnum(self.OPTICAL_OFFSET, self.tr("Optical reflectance offset"),
+                                       options=[label for label, _ in OPTICAL_OFFSETS], defaultValue=0),
+            OFFSET_HELP,
             advanced=True,
         )
         self._add(
@@ -267,6 +281,10 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
+            for name in (self.OPTICAL, self.SAR):  # QGIS says "not found" of a file that is no raster
+                why = unreadable_raster(parameters.get(name))
+                if why:
+                    return False, why
             return ok, message
         try:
             self.validate(parameters, context)
@@ -354,6 +372,7 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             optical_bands=optical_bands,
             sar_bands=sar_bands,
             sar_units=SAR_UNITS[self.parameterAsEnum(parameters, self.SAR_UNITS, context)],
+            optical_offset=OPTICAL_OFFSETS[self.parameterAsEnum(parameters, self.OPTICAL_OFFSET, context)][1],
             extent=extent,
             extent_crs=crs,
             mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],

@@ -31,7 +31,7 @@ from .. import deps
 from ..inputs import layer_path
 from ..labels import LABEL_FIELD, SEPARATOR, crs_string, features_to_polygons, read_scheme
 from ..models import default_model_path, user_models_dir
-from .base import SAR_UNITS, MosaicAlgorithm
+from .base import OFFSET_HELP, OPTICAL_OFFSETS, SAR_UNITS, MosaicAlgorithm
 
 TRAIN_PARTS = ("head", "head+1", "head+2")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -109,6 +109,9 @@ class FinetuneAlgorithm(MosaicAlgorithm):
         self._add(QgsProcessingParameterEnum(self.SAR_UNITS, self.tr("SAR units"), options=list(SAR_UNITS),
                                              defaultValue=0),
                   "auto: detected from the values; linear power is converted to dB.", advanced=True)
+        self._add(QgsProcessingParameterEnum(self.OPTICAL_OFFSET, self.tr("Optical reflectance offset"),
+                                             options=[label for label, _ in OPTICAL_OFFSETS], defaultValue=0),
+                  OFFSET_HELP, advanced=True)
         self._add(QgsProcessingParameterFeatureSource(self.LABELS, self.tr("Label polygons"),
                                                       [QgsProcessing.TypeVectorPolygon]),
                   "Polygons with class names: the MoSAiC label layer, or any layer of training areas. "
@@ -220,6 +223,7 @@ class FinetuneAlgorithm(MosaicAlgorithm):
                 info.path, polygons, crs_string(source.sourceCrs()), optical_path, sar_path, folder / name, cfg,
                 optical_bands=optical_bands, sar_bands=sar_bands,
                 sar_units=SAR_UNITS[self.parameterAsEnum(parameters, self.SAR_UNITS, context)],
+                optical_offset=OPTICAL_OFFSETS[self.parameterAsEnum(parameters, self.OPTICAL_OFFSET, context)][1],
                 colors=dict(scheme), scheme=[n for n, _ in scheme], label_source=label_source,
                 progress=lambda f: feedback.setProgress(100.0 * f), is_cancelled=feedback.isCanceled,
                 log=feedback.pushInfo,

@@ -169,23 +169,23 @@ def test_no_overlap_is_a_clear_error(tmp_path):
 
 def test_all_nodata_blocks_and_nan(tmp_path):
     def fill(a):
-        a[:, :, :128] = 0  # left half no data (S2 no-data 0)
-    s2 = _raster(tmp_path / "s2.tif", "s2", 256, 64, _tf(), nodata=0, fill=fill)
+        a[:, :, :256] = 0  # left half no data (S2 no-data 0)
+    s2 = _raster(tmp_path / "s2.tif", "s2", 512, 64, _tf(), nodata=0, fill=fill)
 
     def nan(a):
-        a[:, :, :160] = np.nan
-    s1 = _raster(tmp_path / "s1.tif", "s1", 256, 64, _tf(), fill=nan)
-    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16, block_size=64, window_valid_min=0.0,
+        a[:, :, :320] = np.nan
+    s1 = _raster(tmp_path / "s1.tif", "s1", 512, 64, _tf(), fill=nan)
+    res = run_scene(SceneRequest(model=MODEL, optical=s2, sar=s1, stride=16, block_size=128, window_valid_min=0.0,
                                  outputs={"dominant": str(tmp_path / "d.tif"), "embeddings": str(tmp_path / "e.tif")}))
     assert res.blocks == 4
     with rasterio.open(res.outputs["dominant"]) as ds:
         d = ds.read(1)
-    assert (d[:, :8] == 255).all() and (d[:, 8:] != 255).all()
+    assert (d[:, :16] == 255).all() and (d[:, 16:] != 255).all()
     with rasterio.open(res.outputs["embeddings"]) as ds:
         e = ds.read()
-    assert np.isnan(e[:, :, :8]).all()
-    assert np.allclose(e[128:, :, 8:10], 0)   # S1 absent in cells 8-9: its half of the embedding is 0
-    assert np.allclose(np.linalg.norm(e[128:, :, 10:], axis=0), 1, atol=1e-4)
+    assert np.isnan(e[:, :, :16]).all()
+    assert np.allclose(e[128:, :, 16:20], 0)   # S1 absent in cells 16-19: its half of the embedding is 0
+    assert np.allclose(np.linalg.norm(e[128:, :, 20:], axis=0), 1, atol=1e-4)
     # a scene without any valid pixel gives an all-no-data raster, and clusters say why they cannot run
     empty = _raster(tmp_path / "empty.tif", "s2", 32, 32, _tf(), nodata=0, fill=lambda a: a.fill(0))
     res = run_scene(SceneRequest(model=MODEL, optical=empty, outputs={"dominant": str(tmp_path / "z.tif")}))
@@ -221,7 +221,7 @@ def test_rewriting_an_output_drops_its_stale_statistics(tmp_path):
 
 
 def test_cancel_leaves_nothing(tmp_path):
-    s2 = _raster(tmp_path / "s2.tif", "s2", 128, 128, _tf())
+    s2 = _raster(tmp_path / "s2.tif", "s2", 256, 256, _tf())
     calls = []
 
     def cancel():
@@ -230,7 +230,7 @@ def test_cancel_leaves_nothing(tmp_path):
 
     seen = []
     with pytest.raises(Cancelled):
-        run_scene(SceneRequest(model=MODEL, optical=s2, block_size=32,
+        run_scene(SceneRequest(model=MODEL, optical=s2, block_size=128,
                                outputs={"dominant": str(tmp_path / "d.tif"), "clusters": str(tmp_path / "c.tif")}),
                   progress=seen.append, is_cancelled=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s2.tif"]

@@ -169,3 +169,17 @@ def test_finetune_cancel_writes_nothing(tmp_path) -> None:
                                FinetuneConfig(epochs=1, windows_per_polygon=2, unlabelled=0, device="cpu"),
                                optical_bands="S2-13", is_cancelled=lambda: True)
     assert not list(tmp_path.iterdir())
+
+
+def test_labels_match_known_classes_whatever_their_case_and_spacing():
+    from core.fewshot.samples import match_known_classes
+
+    known = ["Arable land", "Urban fabric", "Inland waters"]
+    got = match_known_classes([LabelledPolygon({}, ["arable  LAND"], 1), LabelledPolygon({}, ["Orchards"], 2),
+                               LabelledPolygon({}, ["orchards", " Urban Fabric "], 3)], known)
+    assert [p.labels for p in got] == [["Arable land"], ["Orchards"], ["Orchards", "Urban fabric"]]
+    for typo, meant in (("Arable lnd", "Arable land"), ("Inland water", "Inland waters"), ("Urbn fabric", "Urban fabric")):
+        with pytest.raises(ValueError, match=f"'{typo}' .*looks like '{meant}'"):
+            match_known_classes([LabelledPolygon({}, [typo], 7)], known)
+    for new in ("Flood water", "Orchards", "Forest"):  # new classes, not near a known one
+        assert match_known_classes([LabelledPolygon({}, [new], 1)], known)[0].labels == [new]

@@ -23,7 +23,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from .conftest import S2_BANDS_13
+from .conftest import S2_BANDS_13, S2_PATH
 
 MODEL_CARD = Path(__file__).resolve().parents[2] / "resources" / "models" / "mosaic-small-ben19.json"
 CLASSES = [(c["name"], c["color"]) for c in json.loads(MODEL_CARD.read_text())["classes"]]
@@ -233,3 +233,28 @@ def test_jp2_band_files_are_decoded_once_and_the_log_says_so(mosaic_plugin, proj
         assert out.is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert "optical input (JPEG 2000 band files) was decoded once" in logs[0]
     assert "decoded once" not in logs[2]
+
+
+def test_a_file_that_is_not_a_raster_is_named_as_such(mosaic_plugin, sample_layers, context, tmp_path) -> None:
+    """QGIS alone says "not found" of a file it cannot load; the algorithm says what it is."""
+    notes = tmp_path / "notes.tif"
+    notes.write_text("not a raster")
+    alg = QgsApplication.processingRegistry().createAlgorithmById("mosaic:classify")
+    ok, text = alg.checkParameterValues({"OPTICAL": str(notes), "DOMINANT": str(tmp_path / "d.tif")}, context)
+    assert not ok and f"{notes} exists but is not a raster GDAL can read" in text
+
+
+def test_an_output_over_an_input_is_refused_and_the_input_kept(mosaic_plugin, project, context, tmp_path) -> None:
+    """Processing runs the engine's check: the input is still the scene afterwards."""
+    import shutil
+
+    copy = tmp_path / "s2.tif"
+    shutil.copy(S2_PATH, copy)
+    before = copy.read_bytes()
+    layer = QgsRasterLayer(str(copy), "S2 copy", "gdal")
+    project.addMapLayer(layer)
+    with pytest.raises(QgsProcessingException, match="would destroy an input"):
+        processing.run("mosaic:classify", {"OPTICAL": layer.id(), "OPTICAL_BANDS": "S2-13", "DOMINANT": str(copy),
+                                           "PROBABILITIES": None}, context=context, feedback=QgsProcessingFeedback())
+    assert copy.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2.tif"]
