@@ -209,6 +209,19 @@ def utm_crs_for(bounds: tuple[float, float, float, float], crs: CRS) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
+def wrapped_source_crs(src) -> CRS | None:
+    """For a raster in geographic coordinates that reaches past 180 E or 180 W (a scene across the
+    antimeridian, e.g. 179.98 to 180.30 E): its CRS with longitudes wrapped around the scene's
+    centre (PROJ's +lon_wrap). Without it the warper turns 180.1 E into -179.9, a longitude the
+    raster does not hold, and every column east of 180 comes out empty. None elsewhere."""
+    if src.crs is None or not src.crs.is_geographic:
+        return None
+    left, _, right, _ = src.bounds
+    if left >= -180 and right <= 180:
+        return None
+    return CRS.from_proj4(f"{src.crs.to_proj4()} +lon_wrap={(left + right) / 2:.6f}")
+
+
 @dataclass
 class Grid:
     """A north-up reference grid."""

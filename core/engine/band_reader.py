@@ -29,7 +29,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from .align import Grid
+from .align import Grid, wrapped_source_crs
 from .open_raster import GEOTIFF_DRIVERS, decodes_safely_on_threads, open_for_blocks
 from .windows import aligned_cuts
 
@@ -114,6 +114,9 @@ class BandReader:
                              resampling=resampling, nodata=np.nan, dtype="float32")
             if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
                 self.warp["src_nodata"] = self.nodata
+            wrapped = wrapped_source_crs(self.src)
+            if wrapped is not None:
+                self.warp["src_crs"] = wrapped
             self.vrt = WarpedVRT(self.src, **self.warp)
         dts = {np.dtype(self.src.dtypes[i - 1]) for i in self.indexes}
         dt = dts.pop() if len(dts) == 1 else None

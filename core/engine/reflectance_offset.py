@@ -28,7 +28,7 @@ _PRODUCT = re.compile(r"MSIL(?:1C|2A)_\d{8}T\d{6}_N(\d{4})", re.IGNORECASE)
 def detect_offset(files: Sequence[str], tags: dict[str, Any]) -> tuple[float | None, str]:
     """(offset in DN to subtract, or None when nothing tells; where it comes from)."""
     for k, v in tags.items():
-        if k.upper().endswith("_ADD_OFFSET"):
+        if "_ADD_OFFSET" in k.upper():  # BOA_ADD_OFFSET, RADIO_ADD_OFFSET, per band: BOA_ADD_OFFSET_B2
             try:
                 return -float(v), f"the input's metadata ({k}={v})"
             except (TypeError, ValueError):

@@ -282,3 +282,43 @@ def test_polar_scenes_are_put_on_polar_stereographic(ws, capsys, lat, crs):
     assert code == 0 and f"grid in {crs}" in err, err
     with rasterio.open(ws / "out" / "d.tif") as ds:
         assert ds.crs.to_string() == crs
+
+
+def test_a_full_disk_midway_is_one_line_and_leaves_nothing(ws, capsys, monkeypatch):
+    """The disk fills up after the free-space check passed (another program wrote meanwhile)."""
+    import errno
+
+    from core.engine import writer
+
+    def full(self, arr, row0, col0):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
+
+    monkeypatch.setattr(writer.OutputRaster, "write", full)
+    (ws / "out" / "d.tif").write_bytes(b"an earlier output")
+    code, err = run(ws, capsys, *CLASSIFY, "--dominant", "{ws}/out/d.tif")
+    assert code == 1 and err.strip().splitlines()[-1].startswith("error: No space left on device: ")
+    assert (ws / "out" / "d.tif").read_bytes() == b"an earlier output"
+
+
+@pytest.mark.parametrize("x0", [179.98, -180.02], ids=["from 179.98 E", "from 180.02 W"])
+def test_a_scene_across_the_antimeridian_keeps_every_column(ws, capsys, x0):
+    """The Spain S2 moved across 180 degrees: as many cells classified as where it really is."""
+    from rasterio.transform import Affine
+
+    src = ws / "in" / "Spain_7370579_S2Hand.tif"
+    with rasterio.open(src) as s:
+        profile, values, t = s.profile, s.read(), s.transform
+    profile["transform"] = Affine(t.a, t.b, x0, t.d, t.e, t.f)
+    with rasterio.open(ws / "in" / "moved.tif", "w", **profile) as d:
+        d.write(values)
+    given = {}
+    for name, path in (("real", src), ("moved", ws / "in" / "moved.tif")):
+        code, err = run(ws, capsys, "classify", "--model", "{ws}/in/model", "--optical", str(path), "--optical-bands",
+                        "S2-13", "--window-valid-min", "0", "--dominant", f"{{ws}}/out/{name}.tif", "--quiet")
+        assert code == 0, err
+        with rasterio.open(ws / "out" / f"{name}.tif") as ds:
+            d = ds.read(1)
+        given[name] = int((d != 255).sum())
+        if name == "moved":
+            assert not (d == 255).all(0).any(), "a column of the scene came out empty"
+    assert abs(given["moved"] - given["real"]) <= 0.02 * given["real"]
