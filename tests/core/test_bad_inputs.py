@@ -322,3 +322,16 @@ def test_a_scene_across_the_antimeridian_keeps_every_column(ws, capsys, x0):
         if name == "moved":
             assert not (d == 255).all(0).any(), "a column of the scene came out empty"
     assert abs(given["moved"] - given["real"]) <= 0.02 * given["real"]
+
+
+def test_a_read_only_output_folder(ws, capsys, monkeypatch):
+    """(As root every folder is writable, so the refusal is simulated where the check asks.)"""
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK and str(p) == str(ws / "out")
+                        else real(p, mode))
+    code, err = run(ws, capsys, *CLASSIFY, "--dominant", "{ws}/out/d.tif")
+    assert code == 2 and f"output folder {ws / 'out'} is not writable: choose another folder" in err
+    code, err = run(ws, capsys, *LABELLED, "--labels", "{ws}/in/labels.geojson", "--out", "{ws}/out/m")
+    assert code == 2 and "is not writable" in err
