@@ -268,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, Terminated, SceneCancelled, FinetuneCancelled) as e:
         why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C" if isinstance(e, KeyboardInterrupt) else "cancel"
-        print(f"cancelled ({why}): no output was written, temporaries deleted", file=sys.stderr)
+        print(f"cancelled ({why}): stopped; what it was writing was deleted, earlier files left as they were",
+              file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except OSError as e:  # the system refused: permissions, a full disk, a file gone meanwhile
         print(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)

@@ -27,8 +27,13 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, opt: torch.optim.Optim
             elif k == "step":
                 steps[str(i)] = float(v)
     tmp_w, tmp_j = folder / ".checkpoint.safetensors.tmp", folder / ".checkpoint.json.tmp"
-    save_file(tensors, str(tmp_w))
-    tmp_j.write_text(json.dumps({**info, "optim_steps": steps}, indent=2))
+    try:
+        save_file(tensors, str(tmp_w))
+        tmp_j.write_text(json.dumps({**info, "optim_steps": steps}, indent=2))
+    except BaseException:  # stopped or failed mid-save: the last whole checkpoint stays, no half file beside it
+        tmp_w.unlink(missing_ok=True)
+        tmp_j.unlink(missing_ok=True)
+        raise
     os.replace(tmp_w, folder / "checkpoint.safetensors")
     os.replace(tmp_j, folder / "checkpoint.json")
 
