@@ -31,6 +31,7 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -39,6 +40,7 @@ from qgis.PyQt.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -118,7 +120,17 @@ class MosaicDock(QgsDockWidget):
 
     # -- widgets ------------------------------------------------------------------------
     def _build(self) -> None:
-        body = QWidget(self)
+        """The settings scroll (a laptop's 768 px screen holds a third of them); the run buttons,
+        the progress bar and the status line stay below them, always in sight."""
+        panel = QWidget(self)
+        outer = QVBoxLayout(panel)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.settings_area = scroll
+        body = QWidget(scroll)
         layout = QVBoxLayout(body)
 
         inputs = QGroupBox("Inputs", body)
@@ -199,6 +211,13 @@ class MosaicDock(QgsDockWidget):
         opt_form.addRow("Output folder", self.output_dir)
         layout.addWidget(options)
 
+        layout.addWidget(self._build_labelling(body))
+        layout.addStretch(1)
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
+
+        footer = QVBoxLayout()
+        footer.setContentsMargins(9, 0, 9, 6)
         buttons = QHBoxLayout()
         self.classify_button = QPushButton("Classify", body)
         self.classify_button.setToolTip("The fine map and/or the window map, as ticked in the Run box")
@@ -211,17 +230,20 @@ class MosaicDock(QgsDockWidget):
         self.cancel_button.clicked.connect(self.cancel)
         for button in (self.classify_button, self.embed_button, self.cancel_button):
             buttons.addWidget(button)
-        layout.addLayout(buttons)
-        layout.addWidget(self._build_labelling(body))
-        self.progress = QProgressBar(body)
+        footer.addLayout(buttons)
+        self.progress = QProgressBar(panel)
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        layout.addWidget(self.progress)
-        self.status = QLabel("", body)
+        footer.addWidget(self.progress)
+        self.status = QLabel("", panel)
         self.status.setWordWrap(True)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
-        self.setWidget(body)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status.setMaximumHeight(5 * self.status.fontMetrics().lineSpacing())  # the rest: message bar, tooltip
+        footer.addWidget(self.status)
+        outer.addLayout(footer)
+        self.setWidget(panel)
+        # as wide as the settings need beside the scroll bar: they scroll up and down, never sideways
+        panel.setMinimumWidth(body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
 
     def _build_labelling(self, body: QWidget) -> QGroupBox:
         box = QGroupBox("Labels and fine-tuning", body)
@@ -251,7 +273,9 @@ class MosaicDock(QgsDockWidget):
         self.label_layer_combo.layerChanged.connect(self._label_layer_changed)
         self.label_class_list = QListWidget(box)
         self.label_class_list.setIconSize(QSize(12, 12))
-        self.label_class_list.setMaximumHeight(130)
+        rows = self.label_class_list.fontMetrics().lineSpacing() + 4
+        self.label_class_list.setMinimumHeight(5 * rows)  # five classes in sight at least
+        self.label_class_list.setMaximumHeight(8 * rows)
         self.label_class_list.setToolTip("Tick the class(es) of the next polygon you draw or pick (multi-label)")
         form.addRow("Classes", self.label_class_list)
         class_row = QHBoxLayout()
@@ -523,9 +547,11 @@ class MosaicDock(QgsDockWidget):
             return
         res = task.result
         self.reload_models(select=res.card_path)
-        self.status.setText(f"fine-tune: {Path(res.card_path).stem} in {res.seconds:.0f} s\n{res.summary()}\n"
-                            f"Report: {res.report_html}")
-        self._message(f"Fine-tuned model {Path(res.card_path).stem} saved and selected; report: "
+        text = f"fine-tune: {Path(res.card_path).stem} in {res.seconds:.0f} s\n{res.summary()}\nReport: {res.report_html}"
+        self.status.setText(text)
+        self.status.setToolTip(text)  # the whole of it; the line shows its first lines
+        headline = res.summary().splitlines()[0] if res.summary() else ""
+        self._message(f"Fine-tuned model {Path(res.card_path).stem} saved and selected ({headline}); report: "
                       f"<a href='{Path(res.report_html).as_uri()}'>{Path(res.report_html).name}</a>", Qgis.Success)
 
     def _show_layer_bands(self) -> None:

@@ -19,9 +19,9 @@ def spain_layers(repo: Path) -> tuple[QgsRasterLayer, QgsRasterLayer]:
     return s1, s2
 
 
-def show_dock(s1: QgsRasterLayer, s2: QgsRasterLayer, out: Path, labels=None):
-    """The MoSAiC dock on a 1600 x 1000 window (browser docks hidden), the scene as its inputs."""
-    iface.mainWindow().setGeometry(0, 0, 1600, 1000)
+def show_dock(s1: QgsRasterLayer, s2: QgsRasterLayer, out: Path, labels=None, size: tuple[int, int] = (1600, 1000)):
+    """The MoSAiC dock on a window of ``size`` (browser docks hidden), the scene as its inputs."""
+    iface.mainWindow().setGeometry(0, 0, *size)
     for name in ("Browser", "Browser2"):
         w = iface.mainWindow().findChild(QDockWidget, name)
         if w:

@@ -166,3 +166,33 @@ def test_a_model_with_a_pixel_head_classifies_per_pixel(dock, sample_layers, pro
     assert dock.start("classify") is None  # nothing ticked: a message says what to tick
     dock.last_layers = []
     dock.reload_models()
+
+
+def test_the_dock_fits_a_laptop_screen_with_progress_in_sight(dock, qtbot) -> None:
+    """On a 1366 x 768 screen (a dock about 650 px high under QGIS's bars) the settings scroll and
+    the run buttons, the progress bar and the status line stay visible below them."""
+    from qgis.PyQt.QtCore import QPoint
+
+    assert dock.minimumSizeHint().height() <= 400, dock.minimumSizeHint()
+    dock.setFloating(True)
+    dock.resize(380, 650)
+    dock.show()
+    qtbot.waitExposed(dock)
+    area = dock.settings_area
+    for widget in (dock.progress, dock.status, dock.classify_button, dock.cancel_button):
+        assert not area.isAncestorOf(widget), f"{widget.objectName() or widget} scrolls away with the settings"
+        top = widget.mapTo(dock, QPoint(0, 0)).y()
+        assert widget.isVisible() and 0 <= top and top + widget.height() <= dock.height(), (widget, top, dock.height())
+    assert area.verticalScrollBar().maximum() > 0  # the settings are taller than the dock: they scroll
+    assert dock.label_class_list.minimumHeight() >= 5 * dock.label_class_list.fontMetrics().lineSpacing()
+    dock.setFloating(False)
+
+
+def test_the_settings_never_need_to_scroll_sideways(dock, qtbot) -> None:
+    area = dock.settings_area
+    dock.setFloating(True)
+    dock.resize(dock.minimumSizeHint().width(), 650)
+    dock.show()
+    qtbot.waitExposed(dock)
+    assert area.widget().width() >= area.widget().minimumSizeHint().width()  # nothing cut at the right edge
+    dock.setFloating(False)
