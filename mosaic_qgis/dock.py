@@ -58,6 +58,7 @@ from .labels import (
     crs_string,
     features_to_polygons,
     read_scheme,
+    save_edits,
     set_feature_labels,
     write_scheme,
 )
@@ -487,6 +488,8 @@ class MosaicDock(QgsDockWidget):
         field = self.label_field_combo.currentField()
         if not field:
             raise ValueError(f"Choose the label field of '{layer.name()}'.")
+        if save_edits(layer):  # the polygons drawn so far are on disk before the model describes them
+            self._message(f"The edits of '{layer.name()}' were saved before fine-tuning.", Qgis.Info)
         polygons = features_to_polygons(layer, field, self.label_separator.text())
         classes = self.label_classes()
         known = {n for n, _ in info.classes}

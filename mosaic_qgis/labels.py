@@ -128,6 +128,18 @@ def set_feature_labels(layer: QgsVectorLayer, fid: int, labels: list[str], field
     return ok
 
 
+def save_edits(layer: QgsVectorLayer) -> bool:
+    """Write the layer's pending edits to its file and stay in edit mode (the analyst goes on
+    drawing): a model's card then describes polygons that are on disk. True when there was
+    something to save; ValueError with the provider's reasons when it cannot be saved."""
+    if not (layer.isEditable() and layer.isModified()):
+        return False
+    if not layer.commitChanges(False):
+        raise ValueError(f"The edits of '{layer.name()}' could not be saved ({'; '.join(layer.commitErrors())}): "
+                         f"save or discard them (Layer > Save Layer Edits), then fine-tune.")
+    return True
+
+
 def crs_string(crs: QgsCoordinateReferenceSystem) -> str:
     return crs.authid() or crs.toWkt()
 

@@ -116,3 +116,26 @@ def test_clear_errors(mosaic_plugin, sample_layers, tmp_path, kwargs, message) -
         processing.run("mosaic:finetune", params(s2, s1, layer, tmp_path, LABEL_FIELD="klass", SEPARATOR=",",
                                                  WINDOWS_PER_POLYGON=1))
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_drawn_polygons_are_on_disk_before_the_model_describes_them(mosaic_plugin, sample_layers, project,
+                                                                     qgis_iface, tmp_path) -> None:
+    """Polygons drawn in the dock stay in the layer's edit buffer; fine-tuning saves them first
+    (the layer stays editable), so the card's label counts describe the GeoPackage."""
+    s2, s1 = sample_layers
+    path = tmp_path / "labels.gpkg"
+    layer = create_label_layer(path, QgsCoordinateReferenceSystem("EPSG:4326"))
+    project.addMapLayer(layer)
+    for (x, y), names in zip(CORNERS, LABELS * 2):
+        assert add_labelled_polygon(layer, square(x, y), names)
+    on_disk = lambda: QgsVectorLayer(str(path), "check", "ogr").featureCount()  # noqa: E731
+    assert layer.isModified() and on_disk() == 0
+    dock = mosaic_plugin.dock
+    dock.optical_combo.setLayer(s2)
+    dock.sar_combo.setLayer(s1)
+    dock.label_layer_combo.setLayer(layer)
+    dock.label_field_combo.setField("labels")
+    arguments = dock.build_finetune()
+    assert on_disk() == 8 and len(arguments["polygons"]) == 8
+    assert layer.isEditable() and not layer.isModified()
+    layer.rollBack()
