@@ -26,6 +26,7 @@ from qgis.core import (
     Qgis,
     QgsColorRampShader,
     QgsContrastEnhancement,
+    QgsLayerTree,
     QgsLayerTreeGroup,
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
@@ -36,6 +37,7 @@ from qgis.core import (
     QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,
     QgsStyle,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -231,8 +233,15 @@ def save_default_style(path: str, kind: str, classes: Classes | None = None, k: 
 
 
 def new_run_group(project: QgsProject, name: str) -> QgsLayerTreeGroup:
-    """A new group for one run, at the top of the layer tree (a run never reuses another's group)."""
-    return project.layerTreeRoot().insertGroup(0, name)
+    """A new group for one run (a run never reuses another's group), at the top of the layer tree
+    but below the vector layers there: the polygons being labelled stay drawn over the maps."""
+    root = project.layerTreeRoot()
+    position = 0
+    for child in root.children():
+        if not (QgsLayerTree.isLayer(child) and isinstance(child.layer(), QgsVectorLayer)):
+            break
+        position += 1
+    return root.insertGroup(position, name)
 
 
 def place_in_group(project: QgsProject, layer: QgsRasterLayer, group: QgsLayerTreeGroup, kind: str) -> None:

@@ -196,3 +196,24 @@ def test_the_settings_never_need_to_scroll_sideways(dock, qtbot) -> None:
     qtbot.waitExposed(dock)
     assert area.widget().width() >= area.widget().minimumSizeHint().width()  # nothing cut at the right edge
     dock.setFloating(False)
+
+
+def test_label_polygons_stay_above_a_new_run(project) -> None:
+    """A run's group goes on top of the maps, under the vector layers at the top (labels drawn over it)."""
+    from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+    from mosaic.mosaic_qgis.styling import new_run_group
+
+    from .conftest import S2_PATH
+
+    labels = QgsVectorLayer("Polygon?crs=EPSG:4326", "labels", "memory")
+    scene = QgsRasterLayer(str(S2_PATH), "scene", "gdal")
+    project.addMapLayer(scene)
+    project.addMapLayer(labels, False)
+    root = project.layerTreeRoot()
+    root.insertLayer(0, labels)  # the polygons on top of the scene
+    names = lambda: [c.name() for c in root.children()]  # noqa: E731
+    assert names()[0] == "labels"
+    new_run_group(project, "run 1")
+    new_run_group(project, "run 2")
+    assert names()[:3] == ["labels", "run 2", "run 1"] and names()[-1] == "scene"
