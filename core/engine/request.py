@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io.overwrite_guard import check_output_folder
 from .staging import STAGE_MODES
 from .windows import WINDOW_VALID_MIN
 
@@ -111,7 +112,4 @@ def check_request(req: SceneRequest) -> None:
     if len(set(map(os.path.abspath, paths))) != len(paths):
         raise ValueError("two outputs have the same path")
     for p in paths:
-        if not Path(p).parent.is_dir():
-            raise FileNotFoundError(f"output folder {Path(p).parent} does not exist")
-        if not os.access(Path(p).parent, os.W_OK):
-            raise ValueError(f"output folder {Path(p).parent} is not writable: choose another folder")
+        check_output_folder(Path(p).parent)

@@ -12,13 +12,12 @@ the dock task and the command line share.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..io.model_file import model_paths, read_card
-from ..io.overwrite_guard import check_outputs_spare_inputs, raster_path_files
+from ..io.overwrite_guard import check_output_folder, check_outputs_spare_inputs, raster_path_files
 from .finetune import Cancelled, FinetuneConfig, FinetuneResult, finetune, save_with_report
 from .pixel_training import PixelHeadConfig, cross_validate, fit_pixel_head
 from .pixels import extract_pixels
@@ -49,10 +48,7 @@ def _check_out_spares_inputs(base: str, out: str | Path, optical: str | None, sa
     """ValueError when the new model or its report would be written over the base model, an input
     raster (or a file it reads) or the label file."""
     weights, card = model_paths(out)
-    if not card.parent.is_dir():
-        raise FileNotFoundError(f"output folder {card.parent} does not exist")
-    if not os.access(card.parent, os.W_OK):
-        raise ValueError(f"output folder {card.parent} is not writable: choose another folder")
+    check_output_folder(card.parent)
     name = str(card)[: -len(".json")]
     reads = dict(zip(("base model's weights", "base model's card"), ([str(f)] for f in model_paths(base))))
     for what, path in (("optical raster", optical), ("SAR raster", sar)):

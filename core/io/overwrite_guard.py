@@ -39,6 +39,16 @@ def check_outputs_spare_inputs(outputs: Mapping[str, str | Path], reads: Mapping
                                      f"choose another output path")
 
 
+def check_output_folder(folder: str | Path) -> None:
+    """FileNotFoundError / ValueError when ``folder`` does not exist or cannot be written, before
+    any work: a job would otherwise find out when it saves its first file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"output folder {folder} is not writable: choose another folder")
+
+
 def raster_files(dataset) -> list[str]:
     """The files an open rasterio dataset reads: itself, and for a VRT the files it names."""
     files = [dataset.name]
