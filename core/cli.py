@@ -255,6 +255,7 @@ def _terminate(signum, frame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; its errors as one line on stderr (exit 2: fix the input; 1: the system said
     no), a stop as "cancelled" (130 after Ctrl-C, 143 after SIGTERM), never a traceback for those."""
+    from .engine.band_mapping import BandOrderUnknown
     from .engine.request import Cancelled as SceneCancelled
     from .fewshot.finetune import Cancelled as FinetuneCancelled
 
@@ -263,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         return a.func(a)
+    except BandOrderUnknown as e:
+        print(f"error: {e.message('--optical-bands' if e.modality == 's2' else '--sar-bands')}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from osgeo import gdal
 from qgis.core import (
     Qgis,
     QgsApplication,
@@ -38,6 +37,7 @@ from qgis.PyQt.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -49,6 +49,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.data.bands import NEW_CLASS_COLORS  # plain constants: no torch needed to load the dock
 from . import deps
+from .band_fields import LayerBands, describe_layer, order_question
 from .inputs import layer_path, parse_band_list
 from .labels import (
     LABEL_FIELD,
@@ -57,6 +58,7 @@ from .labels import (
     create_label_layer,
     crs_string,
     features_to_polygons,
+    foreign_edits,
     read_scheme,
     save_edits,
     set_feature_labels,
@@ -76,30 +78,6 @@ def _swatch(color: str) -> QIcon:
     pixmap = QPixmap(12, 12)
     pixmap.fill(QColor(color))
     return QIcon(pixmap)
-
-
-def _band_descriptions(layer: QgsRasterLayer) -> list[str] | None:
-    """The band descriptions GDAL reads from the layer's file (None for other providers)."""
-    if layer.providerType() != "gdal":
-        return None
-    ds = gdal.Open(layer.source())
-    if ds is None:
-        return None
-    out = [ds.GetRasterBand(i).GetDescription() for i in range(1, ds.RasterCount + 1)]
-    ds = None
-    return out
-
-
-def _guess_summary(guess: list[str], descriptions: list[str]) -> str:
-    """What the band field shows: the whole guess when it is short (``guessed: VV,VH``), else
-    how many model bands were found and which file bands are ignored, which is what a field of
-    this width can show (the tooltip has the whole list)."""
-    text = f"guessed: {','.join(guess)}"
-    if len(text) <= 32:
-        return text
-    used = sum(g != "-" for g in guess)
-    ignored = [descriptions[i] or f"band {i + 1}" for i, g in enumerate(guess) if g == "-"]
-    return f"guessed: {used} bands" + (f", {', '.join(ignored)} unused" if ignored else "")
 
 
 class MosaicDock(QgsDockWidget):
@@ -141,22 +119,29 @@ class MosaicDock(QgsDockWidget):
         self.optical_combo.setAllowEmptyLayer(True)
         self.optical_combo.setLayer(None)
         self.optical_bands = QLineEdit(inputs)
-        self.optical_bands.setPlaceholderText("from band descriptions")
+        self.optical_bands.setPlaceholderText("from the layer's band names")
         self.optical_bands.setToolTip(
             "Band names in file order, comma-separated ('-' = ignore), e.g. B01,B02,...,B12 or the preset S2-13.\n"
-            "Empty: guessed from the layer's band descriptions."
+            "Empty: read from the layer's band descriptions, metadata or file names."
         )
         self.sar_combo = QgsMapLayerComboBox(inputs)
         self.sar_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.sar_combo.setAllowEmptyLayer(True)
         self.sar_combo.setLayer(None)
         self.sar_bands = QLineEdit(inputs)
-        self.sar_bands.setPlaceholderText("from band descriptions")
-        self.sar_bands.setToolTip("SAR band names in file order, e.g. VV,VH. Empty: from the band descriptions.")
+        self.sar_bands.setPlaceholderText("from the layer's band names")
+        self.sar_bands.setToolTip("SAR band names in file order, e.g. VV,VH. Empty: read from the layer.")
+        self.optical_band_warning = self._band_warning(inputs)
+        self.sar_band_warning = self._band_warning(inputs)
+        self.layer_bands: dict[str, LayerBands | None] = {"optical": None, "sar": None}
         form.addRow("Optical (S2)", self.optical_combo)
         form.addRow("  bands", self.optical_bands)
+        form.addRow(self.optical_band_warning)
         form.addRow("SAR (S1)", self.sar_combo)
         form.addRow("  bands", self.sar_bands)
+        form.addRow(self.sar_band_warning)
+        self.optical_bands.textChanged.connect(lambda _text: self._show_band_warnings())
+        self.sar_bands.textChanged.connect(lambda _text: self._show_band_warnings())
         self.optical_combo.layerChanged.connect(lambda _layer: self._show_layer_bands())
         self.sar_combo.layerChanged.connect(lambda _layer: self._show_layer_bands())
         layout.addWidget(inputs)
@@ -524,10 +509,21 @@ class MosaicDock(QgsDockWidget):
         """Fine-tune in a background task (progress bar, Cancel); the new model is listed when done."""
         if not self._can_start():
             return None
+        layer = self.label_layer()
+        others = foreign_edits(layer) if layer is not None else []
+        if others and not self._confirm(
+                "MoSAiC: unsaved edits",
+                f"'{layer.name()}' also holds {len(others)} unsaved edit(s) made outside the labelling tool "
+                f"({', '.join(dict.fromkeys(others))}).\n\nFine-tuning saves the layer first, so that the model "
+                f"describes the polygons on disk. Save these edits too and fine-tune?"):
+            self.status.setText(f"Not started: '{layer.name()}' has edits you may not want saved.")
+            return None
         try:
             arguments = self.build_finetune()
         except (ValueError, OSError) as e:
             self._message(str(e), Qgis.Critical)
+            return None
+        if not self.confirm_band_orders(arguments):
             return None
         task = FinetuneTask(f"MoSAiC fine-tune: {self.current_model().name}", arguments, on_done=self._finetune_done)
         task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
@@ -557,38 +553,74 @@ class MosaicDock(QgsDockWidget):
         self._message(f"Fine-tuned model {Path(res.card_path).stem} saved and selected ({headline}); report: "
                       f"<a href='{Path(res.report_html).as_uri()}'>{Path(res.report_html).name}</a>", Qgis.Success)
 
+    @staticmethod
+    def _band_warning(parent: QWidget) -> QLabel:
+        """A line under a band field that says in words when its layer's band order is a guess."""
+        label = QLabel("", parent)
+        label.setWordWrap(True)
+        label.setStyleSheet("color: #b35900;")
+        label.hide()
+        return label
+
     def _show_layer_bands(self) -> None:
-        """Show in each band field how the engine will map the chosen layer's bands for the
-        current model (its guess from the band descriptions, '-' = unused), or what to type."""
+        """Show in each band field how a run will read the chosen layer's bands for the current
+        model (names from the file, '-' = unused), and in words under it when the order is a
+        guess or names are missing."""
         info = self.current_model() if hasattr(self, "model_combo") else None
-        for combo, field, modality, needed, hint in (
-            (self.optical_combo, self.optical_bands, "s2", info.optical_bands if info else (),
+        for key, combo, field, modality, needed, hint in (
+            ("optical", self.optical_combo, self.optical_bands, "s2", info.optical_bands if info else (),
              "Band names in file order, comma-separated ('-' = ignore), e.g. B01,B02,...,B12 or the preset S2-13."),
-            (self.sar_combo, self.sar_bands, "s1", info.sar_bands if info else (),
+            ("sar", self.sar_combo, self.sar_bands, "s1", info.sar_bands if info else (),
              "SAR band names in file order, e.g. VV,VH."),
         ):
             layer = combo.currentLayer()
+            self.layer_bands[key] = None
             if not isinstance(layer, QgsRasterLayer):
-                field.setPlaceholderText("from band descriptions")
-                field.setToolTip(hint + "\nEmpty: guessed from the layer's band descriptions.")
+                field.setPlaceholderText("from the layer's band names")
+                field.setToolTip(hint + "\nEmpty: read from the layer's band descriptions, metadata or file names.")
                 continue
             names = [layer.dataProvider().generateBandName(i) for i in range(1, layer.bandCount() + 1)]
-            placeholder = f"from band descriptions ({layer.bandCount()} bands)"
-            detail = ""  # the whole guess, or what is wrong with it
-            descriptions = _band_descriptions(layer)
-            if descriptions is not None and needed and not deps.missing_modules():
-                from ..core.engine.align import model_band_guess  # no torch, but rasterio: once installed
-                guess, missing = model_band_guess(descriptions, len(descriptions), modality, needed)
-                unknown = [i + 1 for i, g in enumerate(guess) if g == "?"]
-                if unknown or missing:
-                    placeholder = f"type the band names ({layer.bandCount()} bands)"
-                    detail = (f"\n\nNot recognised: band(s) {unknown}" if unknown else "\n\nThe model needs "
-                              f"{', '.join(missing)}, not found") + f"; the model's bands: {','.join(needed)}"
-                else:
-                    placeholder = _guess_summary(guess, descriptions)
-                    detail = f"\n\nGuess: {','.join(guess)}"
-            field.setPlaceholderText(placeholder)
-            field.setToolTip(hint + "\nEmpty: the guess shown." + detail + "\n\nLayer bands:\n" + "\n".join(names))
+            bands = LayerBands(f"from the layer's band names ({layer.bandCount()} bands)", "")
+            if layer.providerType() == "gdal" and needed and not deps.missing_modules():
+                bands = describe_layer(layer, modality, needed)
+            self.layer_bands[key] = bands
+            field.setPlaceholderText(bands.placeholder)
+            field.setToolTip(hint + "\nEmpty: as shown." + bands.detail + "\n\nLayer bands:\n" + "\n".join(names))
+        self._show_band_warnings()
+
+    def _show_band_warnings(self) -> None:
+        """The warning under a band field, while the field is empty (typed names replace the guess)."""
+        for key, field, label in (("optical", self.optical_bands, self.optical_band_warning),
+                                  ("sar", self.sar_bands, self.sar_band_warning)):
+            bands = self.layer_bands.get(key)
+            text = bands.warning if bands is not None and not field.text().strip() else ""
+            label.setText(text)
+            label.setVisible(bool(text))
+
+    def _confirm(self, title: str, text: str) -> bool:
+        """Ask a yes/no question (tests replace this)."""
+        answer = QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
+
+    def confirm_band_orders(self, arguments: dict[str, Any]) -> bool:
+        """For each input whose band field is empty and whose band order is a guess, ask before
+        reading it so; yes puts the guessed list into ``arguments`` (the run reads exactly what
+        was confirmed), no stops the start. True when the run may start."""
+        info = self.current_model()
+        for key, combo, modality, needed in (("optical", self.optical_combo, "s2", info.optical_bands),
+                                             ("sar", self.sar_combo, "s1", info.sar_bands)):
+            bands = self.layer_bands.get(key)
+            if arguments.get(key) is None or arguments.get(f"{key}_bands") is not None or bands is None \
+                    or bands.guess is None:
+                continue
+            text = order_question(combo.currentLayer(), modality, bands, needed,
+                                  info.optical_means if modality == "s2" else None)
+            if not self._confirm("MoSAiC: band order unknown", text):
+                self.status.setText(f"Not started: type the band names of '{combo.currentLayer().name()}'.")
+                (self.optical_bands if key == "optical" else self.sar_bands).setFocus()
+                return False
+            arguments[f"{key}_bands"] = list(bands.guess)
+        return True
 
     def reload_models(self, select: str | None = None) -> None:
         """Fill the model list (bundled + user folder); ``select`` a card path."""
@@ -714,6 +746,8 @@ class MosaicDock(QgsDockWidget):
             request = self.build_request(job)
         except (ValueError, OSError) as e:
             self._message(str(e), Qgis.Critical)
+            return None
+        if not self.confirm_band_orders(request):
             return None
         info = self.current_model()
         source = (self.optical_combo.currentLayer() or self.sar_combo.currentLayer()).name()

@@ -68,42 +68,53 @@ def resolve_model(value: str | None) -> str:
     return value  # read_model_info() then says what is missing
 
 
-def guessed_band_lists(
+def file_band_lists(
     optical: str | None, sar: str | None, model: str
 ) -> tuple[list[str] | None, list[str] | None, dict[str, Any]]:
-    """The engine's band-name guess for each input ('-' = band the model does not use).
+    """Each input's band names as the file gives them ('-' = a band the model does not use).
 
     Returns (optical bands, SAR bands, the ``describe_inputs`` dict). Imports torch.
 
     Raises:
-        ValueError: a band cannot be recognised or the model needs a band the file lacks;
-            the message says which and what to type instead.
+        ValueError: the file names none of its bands (the order would be a guess), a band cannot
+            be recognised, or the model needs a band the file lacks; the message names the
+            field to type the names in.
     """
     from ..core.engine import describe_inputs  # lazy: the engine imports torch
+    from ..core.engine.band_mapping import as_typed
 
     try:
         described = describe_inputs(optical, sar, model)
     except FileNotFoundError as e:
         raise ValueError(str(e)) from None
     lists: list[list[str] | None] = []
-    for key, label, field in (("optical", "optical", "Optical band names"), ("sar", "SAR", "SAR band names")):
+    for key, label, field in (("optical", "optical", "'Optical band names, in file order' (OPTICAL_BANDS)"),
+                              ("sar", "SAR", "'SAR band names, in file order' (SAR_BANDS)")):
         info = described.get(key)
         if info is None:
             lists.append(None)
             continue
         bands = list(info["bands"])
         need = described["model"]["s2_bands" if key == "optical" else "s1_bands"]
+        if info.get("order_guessed"):
+            raise ValueError(
+                f"The {label} layer's {len(bands)} bands have no names (no band descriptions, band metadata, "
+                f"wavelengths or band file names), so their order would be a guess ({','.join(bands)}). Type the "
+                f"band names in file order in {field} ('-' = a band to ignore), e.g. "
+                f"{as_typed(bands)} if that is the layer's order; the model needs {','.join(need)}."
+            )
         unknown = [i + 1 for i, name in enumerate(bands) if name == "?"]
         if unknown:
             raise ValueError(
                 f"The {label} layer's band(s) {unknown} have no recognisable name (descriptions: "
-                f"{info['descriptions']}). Type the band names in file order in '{field}', e.g. "
+                f"{info['descriptions']}). Type the band names in file order in {field}, e.g. "
                 f"{','.join(need)}, with '-' for a band to ignore."
             )
         if info["missing"]:
             raise ValueError(
                 f"The {label} layer lacks band(s) {', '.join(info['missing'])} that the model needs "
-                f"(its bands read as {','.join(bands)}). Choose another layer, or correct the names in '{field}'."
+                f"(its bands read as {','.join(bands)}). Choose another layer, or correct the names in {field}."
             )
         lists.append(bands)
     return lists[0], lists[1], described
+

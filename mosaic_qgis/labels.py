@@ -31,6 +31,7 @@ LABEL_FIELD = "labels"
 CREATED_FIELD = "created"
 SEPARATOR = ";"
 SCHEME_SUFFIX = ".classes.json"
+TOOL_EDIT = "MoSAiC: "  # the undo-stack names of the labelling tool's own edits
 
 
 def split_labels(value: Any, separator: str = SEPARATOR) -> list[str]:
@@ -109,7 +110,7 @@ def add_labelled_polygon(layer: QgsVectorLayer, geometry: QgsGeometry, labels: l
     feature.setGeometry(geom)
     feature[LABEL_FIELD] = SEPARATOR.join(labels)
     feature[CREATED_FIELD] = QDateTime.currentDateTime()
-    layer.beginEditCommand("MoSAiC: add labelled polygon")
+    layer.beginEditCommand(f"{TOOL_EDIT}add labelled polygon")
     ok = layer.addFeature(feature)
     layer.endEditCommand() if ok else layer.destroyEditCommand()
     return ok
@@ -122,7 +123,7 @@ def set_feature_labels(layer: QgsVectorLayer, fid: int, labels: list[str], field
     idx = layer.fields().indexOf(field)
     if idx < 0:
         raise ValueError(f"layer '{layer.name()}' has no field '{field}'")
-    layer.beginEditCommand("MoSAiC: relabel polygon")
+    layer.beginEditCommand(f"{TOOL_EDIT}relabel polygon")
     ok = layer.changeAttributeValue(fid, idx, SEPARATOR.join(labels))
     layer.endEditCommand() if ok else layer.destroyEditCommand()
     return ok
@@ -138,6 +139,16 @@ def save_edits(layer: QgsVectorLayer) -> bool:
         raise ValueError(f"The edits of '{layer.name()}' could not be saved ({'; '.join(layer.commitErrors())}): "
                          f"save or discard them (Layer > Save Layer Edits), then fine-tune.")
     return True
+
+
+def foreign_edits(layer: QgsVectorLayer) -> list[str]:
+    """The unsaved edits of ``layer`` that the labelling tool did not make (its own are named
+    "MoSAiC: ..."), as QGIS names them ("Delete feature", ...): saving before fine-tuning saves
+    them too, so the analyst is asked first."""
+    if not (layer.isEditable() and layer.isModified()):
+        return []
+    stack = layer.undoStack()
+    return [stack.text(i) for i in range(stack.index()) if not stack.text(i).startswith(TOOL_EDIT)]
 
 
 def crs_string(crs: QgsCoordinateReferenceSystem) -> str:

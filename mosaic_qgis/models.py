@@ -30,6 +30,7 @@ class ModelInfo:
     optical_bands: tuple[str, ...] = ()
     sar_bands: tuple[str, ...] = ()
     optical_level: str = ""
+    optical_means: tuple[float, ...] = ()  # training means per optical band (a band-order check uses them)
     sar_units: str = ""
     bundled: bool = False
     metrics: dict = field(default_factory=dict, compare=False)
@@ -110,6 +111,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
         optical_bands=tuple(s2.get("bands") or ()) if "s2" in modalities else (),
         sar_bands=tuple(s1.get("bands") or ()) if "s1" in modalities else (),
         optical_level=str(s2.get("level") or ""),
+        optical_means=tuple(float(v) for v in s2.get("mean") or ()),
         sar_units=str(s1.get("units") or ""),
         bundled=cpath.parent.resolve() == BUNDLED_MODELS_DIR.resolve(),
         metrics=card.get("metrics") or {},

@@ -2,8 +2,10 @@
 
 - dominant class, fine classes: paletted renderer with the class names and colours (the legend
   lists the classes the raster holds);
-- probabilities, fine probabilities: one band per class named after it; shown as a grey ramp of
-  the first band;
+- probabilities, fine probabilities: one band per class named after it; shown as a colour ramp
+  (0 to 100 %) of the class with the highest mean probability, whose name the layer carries
+  (``layer_title``: "Class probabilities: Arable land"); another class is another band in the
+  layer's symbology;
 - multi-hot: paletted over the class combinations present, labelled with their class names
   (bit i = class i), or a ramp when there are too many combinations;
 - uncertainty: a pseudocolour ramp over the mean binary entropy, 0 (certain) to 1 bit; fine
@@ -24,6 +26,7 @@ from pathlib import Path
 from osgeo import gdal
 from qgis.core import (
     Qgis,
+    QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsContrastEnhancement,
     QgsLayerTree,
@@ -34,7 +37,6 @@ from qgis.core import (
     QgsRasterBandStats,
     QgsRasterLayer,
     QgsRasterShader,
-    QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,
     QgsStyle,
     QgsVectorLayer,
@@ -129,6 +131,49 @@ def _ramp_renderer(layer: QgsRasterLayer, ramp_name: str, lo: float, hi: float) 
     return renderer
 
 
+def most_likely_band(layer: QgsRasterLayer) -> int:
+    """The band (class) with the highest mean probability, from the ``class_means`` tag the
+    engine writes (core/engine/writer.py): the class a first look at the map should show.
+    Band 1 for a file without the tag."""
+    ds = gdal.Open(layer.source())
+    tag = ds.GetMetadataItem("class_means") if ds is not None else None
+    ds = None
+    means = [float(v) for v in tag.split(",")] if tag else []
+    return 1 + max(range(len(means)), key=lambda i: means[i]) if len(means) == layer.bandCount() else 1
+
+
+def _probability_renderer(layer: QgsRasterLayer, band: int) -> QgsSingleBandPseudoColorRenderer:
+    """One class's probability as a Viridis ramp, legend 0 % .. 100 %."""
+    lo, hi = _probability_range(layer)
+    ramp = QgsStyle.defaultStyle().colorRamp("Viridis")
+    shader_fn = QgsColorRampShader(lo, hi, ramp, QgsColorRampShader.Interpolated)
+    shader_fn.setColorRampItemList([QgsColorRampShader.ColorRampItem(lo + (hi - lo) * q, ramp.color(q), f"{q:.0%}")
+                                    for q in (0.0, 0.25, 0.5, 0.75, 1.0)])
+    legend = QgsColorRampLegendNodeSettings()  # the continuous legend's ends, as probabilities
+    legend.setMinimumLabel("0 %")
+    legend.setMaximumLabel("100 %")
+    shader_fn.setLegendSettings(legend)
+    shader = QgsRasterShader(lo, hi)
+    shader.setRasterShaderFunction(shader_fn)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(lo)
+    renderer.setClassificationMax(hi)
+    return renderer
+
+
+def layer_title(layer: QgsRasterLayer, kind: str) -> str:
+    """The name an output layer gets: its kind, and for probabilities the class its renderer shows."""
+    title = KIND_LABELS.get(kind, kind)
+    if kind in ("probabilities", "fine_probabilities") and layer.renderer() is not None:
+        bands = layer.renderer().usesBands()
+        ds = gdal.Open(layer.source())
+        name = ds.GetRasterBand(bands[0]).GetDescription() if ds is not None and bands else ""
+        ds = None
+        if name:
+            title = f"{title}: {name}"
+    return title
+
+
 def multihot_label(value: int, classes: Classes | None) -> str:
     """``5`` -> ``"Urban fabric + Arable land"`` (bit i = class i); 0 -> ``"no class"``."""
     if value == 0:
@@ -185,13 +230,7 @@ def style_layer(layer: QgsRasterLayer, kind: str, classes: Classes | None = None
             k = int(_band_range(layer, 1)[1]) + 1
         renderer = paletted_renderer(layer, ((i, c, f"Cluster {i}") for i, c in enumerate(cluster_colors(k))))
     elif kind in ("probabilities", "fine_probabilities"):
-        renderer = QgsSingleBandGrayRenderer(provider, 1)
-        lo, hi = _probability_range(layer)
-        enhancement = QgsContrastEnhancement(provider.dataType(1))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
-        enhancement.setMinimumValue(lo)
-        enhancement.setMaximumValue(hi)
-        renderer.setContrastEnhancement(enhancement)
+        renderer = _probability_renderer(layer, most_likely_band(layer))
     elif kind == "uncertainty":
         renderer = _ramp_renderer(layer, "Magma", 0.0, 1.0)  # mean binary entropy, bits
     elif kind == "fine_uncertainty":  # normalised entropy: 0..1, or x 250 in a byte raster
@@ -280,6 +319,7 @@ def add_output_layers(
         if not layer.isValid():
             raise ValueError(f"the {kind} output {outputs[kind]} could not be opened")
         style_layer(layer, kind, fine_classes if kind.startswith("fine_") else classes, k)
+        layer.setName(layer_title(layer, kind))
         project.addMapLayer(layer, False)
         place_in_group(project, layer, group, kind)
         layers.append(layer)

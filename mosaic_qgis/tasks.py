@@ -37,15 +37,15 @@ class _CoreTask(QgsTask):
         self.setProgress(100.0 * fraction)
 
     @staticmethod
-    def _with_guessed_bands(args: dict[str, Any], model: str) -> dict[str, Any]:
-        """``args`` with band lists left as None filled by the engine's guess (worker thread: imports torch)."""
-        from .inputs import guessed_band_lists
+    def _with_file_bands(args: dict[str, Any], model: str) -> dict[str, Any]:
+        """``args`` with band lists left as None filled with the names the files give (worker thread: imports torch)."""
+        from .inputs import file_band_lists
 
         args = dict(args)
         if (args.get("optical") and args.get("optical_bands") is None) or (
             args.get("sar") and args.get("sar_bands") is None
         ):
-            optical, sar, _ = guessed_band_lists(args.get("optical"), args.get("sar"), model)
+            optical, sar, _ = file_band_lists(args.get("optical"), args.get("sar"), model)
             if args.get("optical_bands") is None:
                 args["optical_bands"] = optical
             if args.get("sar_bands") is None:
@@ -53,13 +53,16 @@ class _CoreTask(QgsTask):
         return args
 
     def run(self) -> bool:
+        """True when done or stopped by Cancel: QGIS's task manager calls a task that returns False
+        failed ("Task failed"), and a cancelled run did not fail; ``cancelled`` tells them apart."""
         try:
             self.work()
             return True
         except Exception as e:  # noqa: BLE001 - everything is reported through the message bar
             if type(e).__name__ == "Cancelled":
                 self.cancelled = True
-            elif isinstance(e, (ValueError, FileNotFoundError, OSError)):
+                return True
+            if isinstance(e, (ValueError, FileNotFoundError, OSError)):
                 self.error = str(e)
             else:
                 self.error = f"unexpected error ({type(e).__name__}: {e}); details in the MoSAiC log"
@@ -77,7 +80,7 @@ class _CoreTask(QgsTask):
 class SceneTask(_CoreTask):
     """Runs ``core.engine.run_scene`` for a dict of ``SceneRequest`` fields.
 
-    Band lists left as None are filled with the engine's guess (``describe_inputs``)
+    Band lists left as None are filled with the names the files give (``describe_inputs``)
     inside the worker thread, so torch is never imported in the main thread.
     """
 
@@ -94,7 +97,7 @@ class SceneTask(_CoreTask):
     def work(self) -> None:
         from ..core.engine import Cancelled, SceneRequest, run_scene  # lazy: imports torch
 
-        request = self._with_guessed_bands(self.request, self.request["model"])
+        request = self._with_file_bands(self.request, self.request["model"])
         self.band_lists = {"optical": request.get("optical_bands"), "sar": request.get("sar_bands")}
         if self.isCanceled():
             raise Cancelled("cancelled")
@@ -117,7 +120,7 @@ class FinetuneTask(_CoreTask):
     def work(self) -> None:
         from ..core.fewshot import FinetuneConfig, finetune_from_polygons  # lazy: imports torch
 
-        args = self._with_guessed_bands(self.arguments, self.arguments["base"])
+        args = self._with_file_bands(self.arguments, self.arguments["base"])
         args["cfg"] = FinetuneConfig(**args.get("cfg", {}))
         self.result = finetune_from_polygons(
             **args, progress=self._progress, is_cancelled=self.isCanceled,

@@ -1,12 +1,6 @@
-"""Inputs of the scene engine: band mapping, units and the reference grid.
+"""Inputs of the scene engine: units, processing level and the reference grid (which file
+band is which model band is ``band_mapping.py``'s job).
 
-- Band mapping: each file band gets a model band name from an explicit list (``'-'`` or
-  ``''`` marks a band to ignore; the presets ``'S2-13'`` = B01..B12 with B8A and B10 and
-  ``'S2-12'`` = the model order without B10 name whole Sentinel-2 stacks; the S2-13 preset
-  ignores B10) or from the band
-  descriptions (``B2``, ``B02``, ``"B2 (blue)"``, ``VV``, ``VH``). A band the model needs
-  and the file lacks is an error that names it; so is a file band the model does not use
-  unless the mapping marks it ignored (``'-'``).
 - Units: SAR in linear power is converted to dB (``auto`` decides from the values: dB
   backscatter is mostly negative, linear power never is). The optical processing level
   (L1C / L2A) is read from the file name and metadata and compared with the model's.
@@ -19,7 +13,6 @@ Reading the bands on that grid is the job of ``band_reader.py``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,120 +24,8 @@ from rasterio.transform import Affine
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from ..data.bands import S2_13_BANDS
+from .band_mapping import canonical_band
 from .open_raster import open_for_blocks
-
-S2_13: tuple[str, ...] = S2_13_BANDS
-S2_12: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
-# presets: whole-stack band orders; B10 (cirrus, absent from L2A and unused by the models) is ignored
-PRESETS: dict[str, tuple[str, ...]] = {"S2-13": tuple("-" if b == "B10" else b for b in S2_13), "S2-12": S2_12,
-                                       "S1-VV-VH": ("VV", "VH")}
-IGNORE = ("-", "", "ignore", "none")
-
-_S2_RE = re.compile(r"(?<![A-Za-z0-9])B0?(\d{1,2})(A?)(?![0-9])", re.IGNORECASE)
-_S1_RE = re.compile(r"(?<![A-Za-z])(VV|VH|HH|HV)(?![A-Za-z])", re.IGNORECASE)
-
-
-def canonical_band(name: str) -> str | None:
-    """'B2', 'b02', 'B2 (blue)', 's2_B8A.jp2' -> 'B02' / 'B8A'; 'VV_dB' -> 'VV'; else None."""
-    if not name:
-        return None
-    m = _S2_RE.search(name)
-    if m:
-        num, a = int(m.group(1)), m.group(2).upper()
-        if 1 <= num <= 12 and (not a or num == 8):
-            return f"B{num}A" if a else f"B{num:02d}"
-    m = _S1_RE.search(name)
-    if m:
-        return m.group(1).upper()
-    return None
-
-
-def expand_bands(bands: Sequence[str] | str | None) -> list[str] | None:
-    """An explicit band list (or a preset name) as canonical names, '-' for ignored bands."""
-    if bands is None:
-        return None
-    if isinstance(bands, str):
-        if bands.upper() in PRESETS:
-            return list(PRESETS[bands.upper()])
-        bands = [b.strip() for b in bands.split(",")]
-    out = []
-    for b in bands:
-        if b.strip().lower() in IGNORE or b.strip() == "-":
-            out.append("-")
-        elif b.upper() in PRESETS:
-            out.extend(PRESETS[b.upper()])
-        else:
-            c = canonical_band(b)
-            if c is None:
-                raise ValueError(f"band name {b!r} is not a Sentinel-2 (B01..B12, B8A) or Sentinel-1 (VV, VH) "
-                                 f"band; use '-' to ignore a band")
-            out.append(c)
-    return out
-
-
-@dataclass
-class BandMapping:
-    """Which file band (1-based) feeds each model band, in model order."""
-
-    file_bands: list[str]        # per file band: canonical name or '-'
-    indexes: list[int]           # 1-based file band per model band
-    source: str                  # 'explicit' | 'descriptions'
-
-
-def map_bands(path: str, count: int, descriptions: Sequence[str | None], wanted: Sequence[str],
-              explicit: Sequence[str] | str | None, what: str) -> BandMapping:
-    """Map file bands to the model's ``wanted`` bands; errors name the band and the fix."""
-    names = expand_bands(explicit)
-    source = "explicit"
-    if names is None:
-        source = "descriptions"
-        names = [canonical_band(d or "") or "?" for d in descriptions]
-        unknown = [i + 1 for i, n in enumerate(names) if n == "?"]
-        if unknown:
-            raise ValueError(
-                f"{what} {path}: band(s) {unknown} have no recognisable description "
-                f"(descriptions: {list(descriptions)}); give the band names in file order, "
-                f"e.g. {','.join(wanted)} (or the preset S2-13 for a 13-band Sentinel-2 stack), '-' to ignore a band")
-    if len(names) != count:
-        raise ValueError(f"{what} {path} has {count} band(s) but the band list names {len(names)}: "
-                         f"{','.join(names)}")
-    dup = sorted({n for n in names if n != "-" and names.count(n) > 1})
-    if dup:
-        raise ValueError(f"{what} {path}: band(s) {', '.join(dup)} appear more than once in {names}")
-    missing = [b for b in wanted if b not in names]
-    if missing:
-        raise ValueError(f"{what} {path} lacks band(s) {', '.join(missing)} that the model needs "
-                         f"(file bands: {', '.join(names)}; model bands: {', '.join(wanted)})")
-    extra = [f"{n} (band {i + 1})" for i, n in enumerate(names) if n != "-" and n not in wanted]
-    if extra:
-        fix = ",".join(n if n in wanted else "-" for n in names)
-        raise ValueError(f"{what} {path} has band(s) the model does not use: {', '.join(extra)}; "
-                         f"mark them ignored with '-' in the band list, e.g. {fix}")
-    return BandMapping(names, [names.index(b) + 1 for b in wanted], source)
-
-
-def guess_bands(descriptions: Sequence[str | None], count: int, modality: str) -> list[str]:
-    """A best guess of file band names for a UI to show and edit ('?' = unknown)."""
-    names = [canonical_band(d or "") or "?" for d in descriptions]
-    if all(n == "?" for n in names):
-        if modality == "s2" and count == 13:
-            return list(S2_13)
-        if modality == "s2" and count == 12:
-            return list(S2_12)
-        if modality == "s1" and count == 2:
-            return ["VV", "VH"]
-    return names
-
-
-def model_band_guess(descriptions: Sequence[str | None], count: int, modality: str,
-                     needed: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(file band names as the engine would map them, model bands not found): ``guess_bands``
-    with '-' for the bands the model does not use. Cheap (no pixels read), for a UI to show
-    the mapping before a run."""
-    guess = [g if (g in needed or g == "?") else "-" for g in guess_bands(descriptions, count, modality)]
-    return guess, [b for b in needed if b not in guess]
-
 
 def detect_level(path: str, tags: dict[str, str], file_bands: Sequence[str]) -> str | None:
     """'L1C', 'L2A' or None (unknown), from the name, metadata, and B10 (only L1C has it)."""
@@ -158,12 +39,12 @@ def detect_level(path: str, tags: dict[str, str], file_bands: Sequence[str]) -> 
     return None
 
 
-def sample_values(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> np.ndarray:
+def sample_values(src: rasterio.io.DatasetReader, indexes: Sequence[int], windows: int = 8) -> np.ndarray:
     """[bands, N] values of the bands ``indexes`` at N sampled pixels (those with data in every band).
 
     Read through its own handle of the file (closed after, so the tiles it decodes leave
     GDAL's block cache): a <= 512 px overview where the file has overviews, else 8 x 8 windows
-    of 64 px spread over it. A decimated read of a file without overviews would decode every
+    of 64 px spread over it (``windows`` x ``windows`` of them). A decimated read of a file without overviews would decode every
     tile of it (2 GB for a full Sentinel-1 scene)."""
     with open_for_blocks(src.name) as ds:
         if ds.overviews(indexes[0]):
@@ -172,8 +53,8 @@ def sample_values(src: rasterio.io.DatasetReader, indexes: Sequence[int]) -> np.
             parts = [ds.read(indexes, out_shape=shape, masked=True)]
         else:
             h, w = min(64, ds.height), min(64, ds.width)
-            rows = np.unique(np.linspace(0, ds.height - h, 8).round().astype(int))
-            cols = np.unique(np.linspace(0, ds.width - w, 8).round().astype(int))
+            rows = np.unique(np.linspace(0, ds.height - h, windows).round().astype(int))
+            cols = np.unique(np.linspace(0, ds.width - w, windows).round().astype(int))
             parts = [ds.read(indexes, window=Window(int(c), int(r), w, h), masked=True) for r in rows for c in cols]
     v = np.concatenate([p.astype("float64").filled(np.nan).reshape(len(indexes), -1) for p in parts], axis=1)
     return v[:, np.isfinite(v).all(0)]

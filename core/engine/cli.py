@@ -128,7 +128,8 @@ def stack_inputs(files: list[str] | None, tmpdir: str, name: str) -> str | None:
         return None
     if len(files) == 1:
         return files[0]
-    from .align import S2_13, build_band_vrt, canonical_band
+    from .align import build_band_vrt
+    from .band_mapping import S2_13, canonical_band
 
     order = {b: i for i, b in enumerate(S2_13 + ("VV", "VH", "HH", "HV"))}
     names = [canonical_band(Path(f).stem) for f in files]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..io.model_file import read_card
-from .align import detect_level, guess_bands, model_band_guess, sar_is_linear
+from .align import detect_level, sar_is_linear
+from .band_mapping import model_band_names
 from .scene_inputs import open_input
 
 
@@ -13,8 +14,11 @@ def describe_inputs(optical: str | None, sar: str | None, model: str) -> dict:
     """Band mapping guesses and facts per input, for a UI to show and edit.
 
     Returns ``{'model': {...}, 'optical': {...} | None, 'sar': {...} | None}``; each input has
-    path, crs, size, resolution, count, descriptions, ``bands`` (a guess of the file band
-    names, '?' unknown, '-' for bands the model does not use), ``missing`` (model bands not
+    path, crs, size, resolution, count, descriptions, ``bands`` (the file band names as a run
+    without a band list reads them, '?' unknown, '-' for bands the model does not use),
+    ``named_from`` (where those names come from), ``order_guessed`` (True when the file names
+    none of its bands and ``bands`` is the usual order for their count: a run refuses it unless
+    the names are given), ``notes`` (places that disagree), ``missing`` (model bands not
     found), and level (optical) or units (SAR). Raises ValueError/FileNotFoundError.
     """
     card = read_card(model)
@@ -30,12 +34,13 @@ def describe_inputs(optical: str | None, sar: str | None, model: str) -> dict:
         if path is None:
             continue
         with open_input(path, key) as src:
-            guess, missing = model_band_guess(src.descriptions, src.count, m, need[m])
+            guess, missing, named = model_band_names(src, m, need[m])
             info = {"path": str(path), "crs": src.crs.to_string() if src.crs else None,
                     "width": src.width, "height": src.height, "resolution": src.res, "count": src.count,
-                    "descriptions": list(src.descriptions), "bands": guess, "missing": missing}
+                    "descriptions": list(src.descriptions), "bands": guess, "missing": missing,
+                    "named_from": named.read_from(), "order_guessed": named.order_guessed, "notes": named.notes}
             if m == "s2":
-                info["level"] = detect_level(str(path), src.tags(), guess_bands(src.descriptions, src.count, m))
+                info["level"] = detect_level(str(path), src.tags(), named.names)
             else:
                 idx = [i + 1 for i, g in enumerate(guess) if g in need[m]] or [1]
                 info["units"] = "linear" if sar_is_linear(src, idx) else "db"

@@ -18,7 +18,9 @@ import rasterio
 from ..io.model_file import model_paths
 from ..io.overwrite_guard import check_outputs_spare_inputs, raster_files
 from . import windows as W
-from .align import Grid, detect_level, guess_bands, map_bands, reference_grid, sample_values, sar_is_linear
+from .align import Grid, detect_level, reference_grid, sample_values, sar_is_linear
+from .band_check import check_band_values
+from .band_mapping import map_bands, name_bands
 from .band_reader import on_grid
 from ..io.temporaries import beside_tag, remove_stale_beside
 from .disk_space import MB, check_free_space
@@ -135,7 +137,7 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
     maps = {}
     for m, src in srcs.items():
         explicit = req.optical_bands if m == "s2" else req.sar_bands
-        maps[m] = map_bands(src.name, src.count, src.descriptions, em.bands[m], explicit, f"{LABEL[m]} raster")
+        maps[m] = map_bands(src, m, em.bands[m], explicit, f"{LABEL[m]} raster")
     offset = 0.0
     if "s2" in srcs:
         _check_level(req, em, srcs["s2"], warns)
@@ -143,6 +145,9 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
                                       lambda: _darkest_sample(srcs["s2"], maps["s2"], em.bands["s2"]))
         if note:
             warns.append(note)
+    for m, src in srcs.items():
+        warns += check_band_values(src, maps[m].indexes, em.bands[m], offset if m == "s2" else 0.0,
+                                   em.stats[m][0] if m == "s2" else None, LABEL[m], maps[m].source)
     to_db = False
     if "s1" in srcs:
         units = req.sar_units
@@ -200,7 +205,7 @@ def _check_level(req: SceneRequest, em: EngineModel, src, warns: list[str]) -> N
     """Warn where the optical input's processing level (L1C/L2A) differs from the model's or is unknown."""
     lvl = req.optical_level.upper()
     if lvl == "AUTO":
-        lvl = detect_level(src.name, src.tags(), guess_bands(src.descriptions, src.count, "s2"))
+        lvl = detect_level(src.name, src.tags(), name_bands(src, "s2").names)
     if em.level and lvl and lvl != em.level:
         warns.append(f"the optical input is {lvl} but the model was trained on {em.level}: expect a "
                      f"domain shift (top-of-atmosphere vs surface reflectance); prefer {em.level} data")

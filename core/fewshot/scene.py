@@ -19,7 +19,9 @@ import numpy as np
 import rasterio
 
 from ..data.normalize import normalize
-from ..engine.align import Grid, map_bands, reference_grid, sar_is_linear
+from ..engine.align import Grid, reference_grid, sar_is_linear
+from ..engine.band_check import check_band_values
+from ..engine.band_mapping import map_bands
 from ..engine.band_reader import BandReader, on_grid
 from ..engine.reflectance_offset import resolve_offset, shifted_mean
 from ..io.overwrite_guard import raster_files
@@ -112,7 +114,7 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
     try:
         for m, p in given.items():
             srcs[m] = rasterio.open(p)
-        maps = {m: map_bands(src.name, src.count, src.descriptions, need[m],
+        maps = {m: map_bands(src, m, need[m],
                              optical_bands if m == "s2" else sar_bands,
                              "optical raster" if m == "s2" else "SAR raster") for m, src in srcs.items()}
         warns: list[str] = []
@@ -129,6 +131,10 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
             offset, note = resolve_offset(optical_offset, raster_files(srcs["s2"]), srcs["s2"].tags())
             if note:
                 warns.append(note)
+        for m, src in srcs.items():
+            warns += check_band_values(src, maps[m].indexes, need[m], offset if m == "s2" else 0.0,
+                                       inputs.get("s2", {}).get("mean") if m == "s2" else None,
+                                       "optical" if m == "s2" else "SAR", maps[m].source)
         primary = srcs.get("s2") or srcs["s1"]
         others = [s for s in srcs.values() if s is not primary]
         pixel = float(inputs.get("pixel_size_m", 10))

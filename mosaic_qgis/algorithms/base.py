@@ -32,13 +32,13 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtCore import QCoreApplication, QVariant
 from qgis.PyQt.QtGui import QIcon
 
 from .. import deps
-from ..inputs import guessed_band_lists, layer_path, parse_band_list, resolve_model, unreadable_raster
+from ..inputs import file_band_lists, layer_path, parse_band_list, resolve_model, unreadable_raster
 from ..models import ModelInfo, default_model_path, read_model_info
-from ..styling import KIND_LABELS, Classes, new_run_group, place_in_group, save_default_style, style_layer
+from ..styling import KIND_LABELS, Classes, layer_title, new_run_group, place_in_group, save_default_style, style_layer
 
 ICON_PATH = Path(__file__).resolve().parents[2] / "resources" / "icons" / "mosaic.svg"
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -76,12 +76,17 @@ class LayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 (QGIS API)
         if not isinstance(layer, QgsRasterLayer):
             return
-        layer.setName(KIND_LABELS.get(self.kind, self.kind))
         style_layer(layer, self.kind, self.classes, self.k)
+        layer.setName(layer_title(layer, self.kind))
         project = context.project() or QgsProject.instance()
         if self.run.get("group") is None:
             self.run["group"] = new_run_group(project, self.run["name"])
         place_in_group(project, layer, self.run["group"], self.kind)
+
+
+def _skipped(value: Any) -> bool:
+    """An output left out: None, '' (Processing dialogs) or a NULL QVariant (qgis_process NAME=)."""
+    return value is None or value == "" or (isinstance(value, QVariant) and value.isNull())
 
 
 class MosaicAlgorithm(QgsProcessingAlgorithm):
@@ -144,7 +149,8 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             ),
             "Comma-separated band names in the order of the file's bands, '-' for a band to ignore, "
             "e.g. B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,-,B11,B12 or the preset S2-13. "
-            "Empty: guessed from the layer's band descriptions (B2, B02, 'B2 (blue)'); the guess is logged.",
+            "Empty: read from the layer's band descriptions (B2, B02, 'B2 (blue)'), band metadata, wavelengths or "
+            "band file names (a VRT of ..._B8A.jp2 files); a layer that names none of its bands is refused.",
         )
         self._add(
             QgsProcessingParameterRasterLayer(self.SAR, self.tr("SAR (Sentinel-1) layer"), optional=True),
@@ -154,7 +160,8 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterString(
                 self.SAR_BANDS, self.tr("SAR band names, in file order"), optional=True, defaultValue=""
             ),
-            "Comma-separated band names in file order, e.g. VV,VH. Empty: from the band descriptions.",
+            "Comma-separated band names in file order, e.g. VV,VH. Empty: read from the layer (descriptions, "
+            "metadata, band file names).",
         )
         self._add(
             QgsProcessingParameterEnum(
@@ -256,7 +263,7 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
                 value = parameters[key]
             else:
                 value = "TEMPORARY_OUTPUT" if self.parameterDefinition(key).createByDefault() else None
-            if value is not None and value != "":
+            if not _skipped(value):
                 chosen[kind] = value
         return chosen
 
@@ -319,7 +326,10 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
         optical_path = layer_path(optical) if optical is not None else None
         sar_path = layer_path(sar) if sar is not None else None
         if not self.chosen_outputs(parameters):
-            raise ValueError("Choose at least one output (all outputs are set to [Skip output]).")
+            names = ", ".join(f"{self.parameterDefinition(key).description()} ({key})" for key in self.OUTPUTS.values())
+            first = next(iter(self.OUTPUTS.values()))
+            raise ValueError(f"Choose at least one output: {names} are all set to [Skip output] (qgis_process: "
+                             f"give one a file, e.g. {first}=out.tif).")
         extra = self.check_extra(parameters, context)
         if extra:
             raise ValueError(extra)
@@ -327,11 +337,11 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
         return info
 
     def band_lists(self, parameters, context, optical_path, sar_path, info: ModelInfo):
-        """(optical, SAR) band names in file order: as typed, else the engine's guess."""
+        """(optical, SAR) band names in file order: as typed, else as the file names them."""
         optical_bands = parse_band_list(self.parameterAsString(parameters, self.OPTICAL_BANDS, context))
         sar_bands = parse_band_list(self.parameterAsString(parameters, self.SAR_BANDS, context))
         if (optical_path and optical_bands is None) or (sar_path and sar_bands is None):
-            guess_optical, guess_sar, _ = guessed_band_lists(optical_path, sar_path, info.path)
+            guess_optical, guess_sar, _ = file_band_lists(optical_path, sar_path, info.path)
             optical_bands = optical_bands if optical_bands is not None else guess_optical
             sar_bands = sar_bands if sar_bands is not None else guess_sar
         return (optical_bands if optical_path else None), (sar_bands if sar_path else None)

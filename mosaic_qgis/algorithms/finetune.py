@@ -100,12 +100,12 @@ class FinetuneAlgorithm(MosaicAlgorithm):
         self._add(QgsProcessingParameterString(self.OPTICAL_BANDS, self.tr("Optical band names, in file order"),
                                                optional=True, defaultValue=""),
                   "Comma-separated band names in file order ('-' = ignore), or the preset S2-13. "
-                  "Empty: from the band descriptions.")
+                  "Empty: read from the layer (descriptions, metadata, band file names).")
         self._add(QgsProcessingParameterRasterLayer(self.SAR, self.tr("SAR (Sentinel-1) layer"), optional=True),
                   "Sentinel-1 VV, VH backscatter raster of the same place.")
         self._add(QgsProcessingParameterString(self.SAR_BANDS, self.tr("SAR band names, in file order"),
                                                optional=True, defaultValue=""),
-                  "e.g. VV,VH. Empty: from the band descriptions.")
+                  "e.g. VV,VH. Empty: read from the layer (descriptions, metadata, band file names).")
         self._add(QgsProcessingParameterEnum(self.SAR_UNITS, self.tr("SAR units"), options=list(SAR_UNITS),
                                              defaultValue=0),
                   "auto: detected from the values; linear power is converted to dB.", advanced=True)

@@ -12,7 +12,7 @@ from rasterio.transform import Affine
 from core.data.bands import S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD
 from core.engine import Cancelled, SceneRequest, describe_inputs, run_scene
 from core.engine import windows as W
-from core.engine.align import canonical_band, expand_bands
+from core.engine.band_mapping import canonical_band, expand_bands
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = str(ROOT / "resources" / "models" / "mosaic-small-ben19")
@@ -86,7 +86,7 @@ def test_missing_and_extra_bands_are_named(tmp_path):
     desc = list(S2_BANDS)
     desc[0] = "coastal"
     bad = _raster(tmp_path / "bad.tif", "s2", 40, 40, _tf(), descriptions=desc)
-    with pytest.raises(ValueError, match=r"band\(s\) \[1\] have no recognisable description"):
+    with pytest.raises(ValueError, match=r"band\(s\) \[1\] have no recognisable name"):
         run_scene(SceneRequest(model=MODEL, optical=bad, outputs=out))
     res = run_scene(SceneRequest(model=MODEL, optical=bad, optical_bands=list(S2_BANDS), outputs=out))
     assert Path(res.outputs["dominant"]).exists()

@@ -92,7 +92,9 @@ def test_classify_loads_styled_layers_in_one_group(mosaic_plugin, sample_layers,
         assert Path(path).with_suffix(".qml").is_file()  # styled whenever the file is opened
     group, layers = _group_layers(project, "MoSAiC classify: Spain S2")
     by_name = {layer.name(): layer for layer in layers}
-    assert [layer.name() for layer in layers] == ["Dominant class", "Class probabilities", "Multi-hot classes", "Uncertainty"]
+    shown = layers[1].name()  # probabilities: named after the class shown, the one most likely overall
+    assert [layer.name() for layer in layers] == ["Dominant class", shown, "Multi-hot classes", "Uncertainty"]
+    by_name["Class probabilities"] = by_name[shown]
     for layer in layers:
         _check_grid(layer, s2)
 
@@ -110,7 +112,17 @@ def test_classify_loads_styled_layers_in_one_group(mosaic_plugin, sample_layers,
 
     probabilities = by_name["Class probabilities"]
     assert probabilities.bandCount() == len(CLASSES) == 19
-    assert probabilities.renderer().type() == "singlebandgray"
+    renderer = probabilities.renderer()
+    assert renderer.type() == "singlebandpseudocolor"
+    ds = gdal.Open(results["PROBABILITIES"])
+    means = [float(np.ma.masked_equal(ds.GetRasterBand(b).ReadAsArray(), 255).mean()) for b in range(1, 20)]
+    ds = None
+    band = renderer.usesBands()[0]
+    assert band == 1 + int(np.argmax(means)) and shown == f"Class probabilities: {CLASSES[band - 1][0]}"
+    items = renderer.shader().rasterShaderFunction().colorRampItemList()
+    # uint8 p x 250 with a scale of 0.004 in the file: QGIS reads probabilities 0..1
+    assert [(i.value, i.label) for i in items] == [(0.0, "0%"), (0.25, "25%"), (0.5, "50%"), (0.75, "75%"),
+                                                    (1.0, "100%")]
     for band, (name, _) in enumerate(CLASSES, start=1):
         assert probabilities.bandName(band).endswith(f": {name}")
     ds = gdal.Open(results["PROBABILITIES"])

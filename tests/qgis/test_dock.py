@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
-from qgis.core import Qgis, QgsApplication
+from qgis.core import Qgis, QgsApplication, QgsTask
 
 TIMEOUT_MS = 120_000
 
@@ -32,16 +33,20 @@ def test_dock_lists_models_with_classes_and_bands(dock, sample_layers) -> None:
     dock.optical_combo.setLayer(s2)  # raster layers only: the combo's filter
     assert dock.optical_combo.currentLayer() is s2
     # the mapping the engine will use is shown before a run: B10 is not a model band
-    assert dock.optical_bands.placeholderText() == "guessed: 12 bands, B10 unused"
-    assert "Guess: B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,-,B11,B12" in dock.optical_bands.toolTip()
+    assert dock.optical_bands.placeholderText() == "from band descriptions: 12 bands, B10 unused"
+    assert "Read from the band descriptions: B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,-,B11,B12" in \
+        dock.optical_bands.toolTip()
+    assert dock.optical_band_warning.isHidden()  # named bands: nothing to confirm
     assert "Band 11" in dock.optical_bands.toolTip()
     dock.sar_combo.setLayer(s1)
-    assert dock.sar_bands.placeholderText() == "guessed: VV,VH"
+    assert dock.sar_bands.placeholderText() == "from band descriptions: VV,VH"
     dock.sar_combo.setLayer(s2)  # 13 optical bands as SAR: none is VV or VH
     assert dock.sar_bands.placeholderText() == "type the band names (13 bands)"
     assert "The model needs VV, VH, not found" in dock.sar_bands.toolTip()
+    assert not dock.sar_band_warning.isHidden() and "The model needs VV, VH" in dock.sar_band_warning.text()
     dock.sar_combo.setLayer(None)
-    assert dock.sar_bands.placeholderText() == "from band descriptions"
+    assert dock.sar_bands.placeholderText() == "from the layer's band names"
+    assert dock.sar_band_warning.isHidden()
 
 
 def test_run_classify_adds_styled_layers(dock, sample_layers, project, qtbot, qgis_iface, tmp_path) -> None:
@@ -57,7 +62,10 @@ def test_run_classify_adds_styled_layers(dock, sample_layers, project, qtbot, qg
     groups = project.layerTreeRoot().children()
     assert groups[0].name().startswith("MoSAiC classify: Spain S2 (mosaic-small-ben19")
     layers = [node.layer() for node in groups[0].findLayers()]
-    assert [layer.name() for layer in layers] == ["Dominant class", "Class probabilities"]
+    assert [layer.name() for layer in layers[:1]] == ["Dominant class"]
+    assert layers[1].name().startswith("Class probabilities: ")  # the class its colour ramp shows
+    assert layers[1].renderer().type() == "singlebandpseudocolor"
+    assert layers[1].name().endswith(layers[1].bandName(layers[1].renderer().usesBands()[0]).split(": ")[-1])
     assert layers[0].renderer().type() == "paletted"
     from mosaic.core.data.bands import BEN19_CLASSES  # the legend: the classes the raster holds, named
     legend = [(int(c.value), c.label) for c in layers[0].renderer().classes()]
@@ -96,14 +104,16 @@ def test_cancel_a_running_task_stops_within_a_block(mosaic_plugin, sample_layers
                "outputs": outputs, "block_size": 128}  # about 20 blocks
     done = []
     task = SceneTask("cancel test", request, on_done=done.append)
-    progress = []
+    progress, statuses = [], []
     task.progressChanged.connect(progress.append)
+    task.statusChanged.connect(statuses.append)
     QgsApplication.taskManager().addTask(task)
     qtbot.waitUntil(lambda: any(0 < p < 100 for p in progress), timeout=TIMEOUT_MS)
     task.cancel()
     qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
     assert done[0].cancelled and done[0].result is None and done[0].error == ""
-    assert max(progress) < 100
+    assert statuses[-1] == QgsTask.Complete  # QGIS's task manager says "failed" of a Terminated task
+    assert max(progress[:-1]) < 100 and progress[-1] == 100  # the engine stopped; QGIS ends a task at 100
     assert list(tmp_path.iterdir()) == []
 
 
@@ -156,8 +166,9 @@ def test_a_model_with_a_pixel_head_classifies_per_pixel(dock, sample_layers, pro
     dock.classify_button.click()
     qtbot.waitUntil(lambda: dock.task is None, timeout=TIMEOUT_MS)
     layers = [node.layer() for node in project.layerTreeRoot().children()[0].findLayers()]
-    assert [layer.name() for layer in layers] == ["Fine classes (10 m)", "Fine class probabilities (10 m)",
-                                                  "Fine uncertainty (10 m)"]
+    assert [layer.name().split(": ")[0] for layer in layers] == [
+        "Fine classes (10 m)", "Fine class probabilities (10 m)", "Fine uncertainty (10 m)"]
+    assert layers[1].name().split(": ")[1] in res.pixel_classes  # the class its colour ramp shows
     legend = [c.label for c in layers[0].renderer().classes()]
     assert legend and set(legend) <= set(res.pixel_classes)
     assert layers[0].rasterUnitsPerPixelX() == 10.0
@@ -217,3 +228,27 @@ def test_label_polygons_stay_above_a_new_run(project) -> None:
     new_run_group(project, "run 1")
     new_run_group(project, "run 2")
     assert names()[:3] == ["labels", "run 2", "run 1"] and names()[-1] == "scene"
+
+
+def test_fine_tune_cancel_is_reported_as_cancelled(mosaic_plugin, sample_layers, qtbot, tmp_path) -> None:
+    """Cancel during fine-tuning: no model written, the task ends as cancelled (not failed)."""
+    from mosaic.core.fewshot.label_file import read_label_file
+    from mosaic.mosaic_qgis.tasks import FinetuneTask
+
+    s2, s1 = sample_layers
+    labels = Path(__file__).resolve().parents[2] / "resources" / "sample" / "labels" / "spain_polygons.geojson"
+    polygons, crs = read_label_file(labels)
+    arguments = {"base": mosaic_plugin.dock.current_model().path, "polygons": polygons, "crs": crs,
+                 "optical": s2.source(), "sar": s1.source(), "out": str(tmp_path / "ft"),
+                 "cfg": {"epochs": 2, "folds": 2}}
+    done, progress, statuses = [], [], []
+    task = FinetuneTask("fine-tune cancel test", arguments, on_done=done.append)
+    task.progressChanged.connect(progress.append)
+    task.statusChanged.connect(statuses.append)
+    QgsApplication.taskManager().addTask(task)
+    qtbot.waitUntil(lambda: any(p > 0 for p in progress), timeout=TIMEOUT_MS)
+    task.cancel()
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert done[0].cancelled and done[0].result is None and done[0].error == ""
+    assert statuses[-1] == QgsTask.Complete
+    assert list(tmp_path.iterdir()) == []

@@ -21,7 +21,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from mosaic.mosaic_qgis.labels import add_labelled_polygon, create_label_layer
+from mosaic.mosaic_qgis.labels import add_labelled_polygon, create_label_layer, foreign_edits
 
 from .conftest import S2_BANDS_13
 
@@ -118,24 +118,50 @@ def test_clear_errors(mosaic_plugin, sample_layers, tmp_path, kwargs, message) -
     assert not list(tmp_path.glob("*.json"))
 
 
-def test_drawn_polygons_are_on_disk_before_the_model_describes_them(mosaic_plugin, sample_layers, project,
-                                                                     qgis_iface, tmp_path) -> None:
-    """Polygons drawn in the dock stay in the layer's edit buffer; fine-tuning saves them first
-    (the layer stays editable), so the card's label counts describe the GeoPackage."""
+def _dock_with_drawn_polygons(mosaic_plugin, sample_layers, project, path: Path):
+    """(the dock, a new label layer at ``path`` with 8 polygons drawn but not saved), the scene as inputs."""
     s2, s1 = sample_layers
-    path = tmp_path / "labels.gpkg"
     layer = create_label_layer(path, QgsCoordinateReferenceSystem("EPSG:4326"))
     project.addMapLayer(layer)
     for (x, y), names in zip(CORNERS, LABELS * 2):
         assert add_labelled_polygon(layer, square(x, y), names)
-    on_disk = lambda: QgsVectorLayer(str(path), "check", "ogr").featureCount()  # noqa: E731
-    assert layer.isModified() and on_disk() == 0
     dock = mosaic_plugin.dock
     dock.optical_combo.setLayer(s2)
     dock.sar_combo.setLayer(s1)
     dock.label_layer_combo.setLayer(layer)
     dock.label_field_combo.setField("labels")
+    return dock, layer
+
+
+def test_drawn_polygons_are_on_disk_before_the_model_describes_them(mosaic_plugin, sample_layers, project,
+                                                                     qgis_iface, tmp_path) -> None:
+    """Polygons drawn in the dock stay in the layer's edit buffer; fine-tuning saves them first
+    (the layer stays editable), so the card's label counts describe the GeoPackage."""
+    path = tmp_path / "labels.gpkg"
+    dock, layer = _dock_with_drawn_polygons(mosaic_plugin, sample_layers, project, path)
+    on_disk = lambda: QgsVectorLayer(str(path), "check", "ogr").featureCount()  # noqa: E731
+    assert layer.isModified() and on_disk() == 0
     arguments = dock.build_finetune()
     assert on_disk() == 8 and len(arguments["polygons"]) == 8
     assert layer.isEditable() and not layer.isModified()
+    layer.rollBack()
+
+
+def test_edits_made_outside_the_tool_are_saved_only_when_the_analyst_says_so(
+        mosaic_plugin, sample_layers, project, monkeypatch, tmp_path) -> None:
+    """Saving before fine-tuning would save a deletion the analyst made by hand too: they are asked
+    (no: nothing saved, nothing started); the tool's own polygons never need asking."""
+    path = tmp_path / "labels.gpkg"
+    dock, layer = _dock_with_drawn_polygons(mosaic_plugin, sample_layers, project, path)
+    assert foreign_edits(layer) == []  # only the tool's polygons: saved without a question
+    layer.beginEditCommand("Delete feature")  # what QGIS's own delete tool records
+    layer.deleteFeature(next(layer.getFeatures()).id())
+    layer.endEditCommand()
+    assert foreign_edits(layer) == ["Delete feature"]
+    asked = []
+    monkeypatch.setattr(dock, "_confirm", lambda title, text: asked.append(text) or False)
+    assert dock.start_finetune() is None and dock.finetune_task is None
+    assert "1 unsaved edit(s) made outside the labelling tool (Delete feature)" in asked[0]
+    assert layer.isModified() and QgsVectorLayer(str(path), "check", "ogr").featureCount() == 0
+    assert "Not started" in dock.status.text()
     layer.rollBack()

@@ -70,3 +70,20 @@ def test_qgis_process_reports_what_to_change(qgis_process_env, tmp_path) -> None
     command = [qgis_process_binary(), "run", "mosaic:classify", "--", f"SAR={S1_PATH}", "DEVICE=gpu"]
     done = subprocess.run(command, env=qgis_process_env, capture_output=True, text=True, timeout=300, check=False)
     assert "Device 'gpu' is not understood: use auto, cpu or cuda:N" in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(qgis_process_binary() is None, reason="qgis_process is not installed (apt-get install qgis)")
+@pytest.mark.parametrize(("alg", "outputs", "named"), [
+    ("classify", ("PROBABILITIES", "DOMINANT", "MULTIHOT", "UNCERTAINTY", "FINE_CLASSES", "FINE_PROBABILITIES",
+                  "FINE_UNCERTAINTY"), "Dominant class (DOMINANT)"),
+    ("embed", ("EMBEDDINGS", "CLUSTERS"), "Clusters (CLUSTERS)"),
+])
+def test_qgis_process_with_every_output_skipped_says_so_once(qgis_process_env, alg, outputs, named) -> None:
+    """NAME= hands the algorithm a NULL value: every output skipped, one message naming its own outputs."""
+    command = [qgis_process_binary(), "run", f"mosaic:{alg}", "--", f"OPTICAL={S2_PATH}", *(f"{o}=" for o in outputs)]
+    done = subprocess.run(command, env=qgis_process_env, capture_output=True, text=True, timeout=300, check=False)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0 and text.count("Choose at least one output") == 1, text[-2000:]
+    assert named in text
+    others = ("EMBEDDINGS", "CLUSTERS", "embeddings") if alg == "classify" else ("DOMINANT", "PROBABILITIES")
+    assert not any(f"({o})" in text or f"{o}," in text for o in others)
