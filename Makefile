@@ -6,7 +6,7 @@ PYTHON := .venv/bin/python
 # What goes into the plugin zip (LICENSE and README.md when committed).
 PACKAGE_PATHS := __init__.py metadata.txt README.md LICENSE core mosaic_qgis resources
 
-.PHONY: env test test-reliability demo package bench bundled-model clean
+.PHONY: env test test-qgis-lts test-reliability demo package bench bundled-model clean
 
 env:  ## idempotent: apt packages, .venv, pip requirements (about 1 s when present)
 	bash scripts/setup_env.sh
@@ -14,6 +14,11 @@ env:  ## idempotent: apt packages, .venv, pip requirements (about 1 s when prese
 # pytest exits 5 when it collects no test: make fails on it like on any non-zero exit.
 test: env
 	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests --ignore=tests/reliability
+
+# The whole suite on QGIS 3.40 LTR (Debian 13: Python 3.13, numpy 2) in a Debian 13 root made with
+# debootstrap and kept in ~/.cache/mosaic (MOSAIC_LTS_ROOT); needs root. 5-10 minutes more the first time.
+test-qgis-lts:
+	bash scripts/test_qgis_lts.sh
 
 # The slow part of the reliability suite (minutes): 20 runs killed at random moments (SIGKILL or
 # SIGTERM) beside the same outputs, then a clean run (MOSAIC_SOAK_RUNS=N for another count).

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make test-qgis-lts`: the whole test suite on QGIS 3.40 LTR, as Debian 13 ("trixie") ships it
+# (Python 3.13, numpy 2.2, GDAL 3.10, rasterio 1.4), in a Debian 13 root made with debootstrap.
+#
+# The root is built once and kept (MOSAIC_LTS_ROOT, default ~/.cache/mosaic/qgis-lts-trixie:
+# about 3 GB, 5-10 minutes the first time); each run copies the working tree into it (tracked
+# and untracked files, not ignored ones), keeps its .venv between runs, and runs `make test`
+# there, which sets up that .venv the same way as on the host (scripts/setup_env.sh).
+# Needs root (debootstrap, chroot, mounts) and Debian's package mirror (MOSAIC_DEBIAN_MIRROR).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ROOT=${MOSAIC_LTS_ROOT:-$HOME/.cache/mosaic/qgis-lts-trixie}
+MIRROR=${MOSAIC_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# what setup_env.sh would install, plus what it needs to run; the rest comes from setup_env.sh
+PACKAGES=(python3-qgis qgis-providers qgis python3-rasterio python3-venv python3-pip xvfb make git)
+stamp="$ROOT/.mosaic-root-$(echo "trixie ${PACKAGES[*]}" | sha256sum | cut -c1-12)"
+
+log() { echo "test-qgis-lts: $*"; }
+[ "$(id -u)" -eq 0 ] || { log "run as root (debootstrap, chroot and mounts need it)" >&2; exit 1; }
+
+mounted=()
+mount_into() {  # the kernel file systems a chroot needs, undone on exit
+    local root=$1
+    mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+    mount -t sysfs sys "$root/sys" && mounted+=("$root/sys")
+    mount --bind /dev "$root/dev" && mounted+=("$root/dev")
+    mount --bind /dev/pts "$root/dev/pts" && mounted+=("$root/dev/pts")
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+}
+unmount_all() {
+    local i
+    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+    mounted=()
+}
+trap unmount_all EXIT
+
+in_root() { chroot "$1" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive bash -c "$2"; }
+
+if [ ! -e "$stamp" ]; then
+    t0=$SECONDS
+    command -v debootstrap >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q --no-install-recommends debootstrap; }
+    rm -rf "$ROOT.tmp"
+    mkdir -p "$(dirname "$ROOT")"
+    log "building a Debian 13 root in $ROOT (once)"
+    debootstrap --variant=minbase --include=ca-certificates trixie "$ROOT.tmp" "$MIRROR" >"$ROOT.log" 2>&1 \
+        || { log "debootstrap failed: see $ROOT.log" >&2; exit 1; }
+    mount_into "$ROOT.tmp"
+    in_root "$ROOT.tmp" "apt-get update -q && apt-get install -y -q --no-install-recommends ${PACKAGES[*]}" >>"$ROOT.log" 2>&1 \
+        || { log "installing QGIS in the root failed: see $ROOT.log" >&2; exit 1; }
+    unmount_all
+    rm -rf "$ROOT"
+    mv "$ROOT.tmp" "$ROOT"
+    touch "$stamp"
+    log "root ready in $((SECONDS - t0)) s"
+fi
+
+# the working tree, as CI would see it: tracked and untracked files, not ignored ones; .venv kept
+mkdir -p "$ROOT/src"
+find "$ROOT/src" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$ROOT/src"
+mount_into "$ROOT"
+log "$(in_root "$ROOT" 'qgis_process --version 2>/dev/null | grep -m1 QGIS; python3 --version')" || true
+in_root "$ROOT" "cd /src && make test"
