@@ -58,9 +58,23 @@ def test_metadata_has_every_required_field(metadata: configparser.SectionProxy, 
     assert metadata["hasProcessingProvider"] == "yes"
     assert metadata["category"] == "Raster"
     assert metadata.getboolean("experimental") is True
-    for key in ("repository", "tracker", "homepage"):
-        assert metadata[key].startswith("https://github.com/mosaic-qgis/mosaic"), key
+    for key in ("repository", "tracker", "homepage"):  # clearly placeholders until the repository is public
+        assert metadata[key].startswith("https://example.org/mosaic-qgis"), key
     assert (repo_root / metadata["icon"]).is_file()
+    # the versions tested: 3.22 (make test) and 3.40 LTR (make test-qgis-lts)
+    assert (metadata["qgisMinimumVersion"], metadata["qgisMaximumVersion"]) == ("3.22", "3.40")
+    licence = (repo_root / "LICENSE").read_text()  # the plugin repository requires one in the zip
+    assert "GPL-2.0-or-later" in licence and "GNU GENERAL PUBLIC LICENSE" in licence
+
+
+def test_the_zip_carries_the_licence(repo_root: Path) -> None:
+    """`make package`'s zip (committed files) holds LICENSE beside metadata.txt under mosaic/."""
+    import subprocess
+    import zipfile
+
+    subprocess.run(["make", "-s", "package"], cwd=repo_root, check=True, capture_output=True)
+    names = set(zipfile.ZipFile(repo_root / "dist" / "mosaic.zip").namelist())
+    assert {"mosaic/LICENSE", "mosaic/metadata.txt", "mosaic/mosaic_qgis/plugin.py"} <= names
 
 
 def test_qgis_finds_the_plugin(qgis_plugin_paths: None) -> None:
