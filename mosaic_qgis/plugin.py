@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
+from qgis.PyQt.QtWidgets import QAction, QFileDialog, QMessageBox, QPushButton
 
 from . import deps
 from .provider import ICON_PATH, MosaicProvider
@@ -78,8 +79,9 @@ class MosaicPlugin:
             bar.pushWidget(widget, Qgis.Warning)
         return missing
 
-    def install_dependencies(self, *_args, confirm: bool = True) -> deps.InstallTask | None:
-        """Show the pip plan, and on OK run it in a background task."""
+    def install_dependencies(self, *_args, confirm: bool = True, wheels: str | None = None) -> deps.InstallTask | None:
+        """Show the pip plan, and on OK run it in a background task; "From a wheel folder…" (or
+        ``wheels``) installs offline from the wheels in a folder."""
         missing = deps.missing_modules()
         bar = self.iface.messageBar() if self.iface is not None else None
         if not missing:
@@ -89,20 +91,24 @@ class MosaicPlugin:
         if self.install_task is not None:
             return self.install_task
         try:
-            plan = deps.install_plan(missing)
+            plan = deps.install_plan(missing, wheels=Path(wheels) if wheels else None)
         except RuntimeError as e:
             if bar is not None:
                 bar.pushMessage("MoSAiC", str(e), level=Qgis.Critical, duration=0)
             return None
         if confirm:
-            answer = QMessageBox.question(
-                self.iface.mainWindow() if self.iface is not None else None,
-                "Install MoSAiC dependencies",
-                "MoSAiC will run pip to install the missing packages into its own folder:\n\n"
-                + plan.describe()
-                + "\n\nThis downloads several hundred MB. Continue?",
-            )
-            if answer != QMessageBox.Yes:
+            parent = self.iface.mainWindow() if self.iface is not None else None
+            box = QMessageBox(QMessageBox.Question, "Install MoSAiC dependencies",
+                              "MoSAiC will run pip with QGIS's Python to install the missing packages into its own "
+                              "folder (QGIS's numpy is kept):\n\n" + plan.describe()
+                              + "\n\nThis downloads several hundred MB. Continue?", QMessageBox.Cancel, parent)
+            install = box.addButton("Install", QMessageBox.AcceptRole)
+            offline = box.addButton("From a wheel folder…", QMessageBox.ActionRole)
+            box.exec_()
+            if box.clickedButton() is offline:
+                folder = QFileDialog.getExistingDirectory(parent, "Folder of wheel files (.whl) for QGIS's Python")
+                return self.install_dependencies(confirm=True, wheels=folder) if folder else None
+            if box.clickedButton() is not install:
                 return None
 
         def done(ok: bool, message: str) -> None:

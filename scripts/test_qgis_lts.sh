@@ -35,13 +35,19 @@ unmount_all() {
 }
 trap unmount_all EXIT
 
+remove_tree() {  # a root left by a killed run may still have /dev bound inside: unmount, never cross into it
+    local path=$1
+    grep -o " $path/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf --one-file-system "$path"
+}
+
 in_root() { chroot "$1" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     DEBIAN_FRONTEND=noninteractive bash -c "$2"; }
 
 if [ ! -e "$stamp" ]; then
     t0=$SECONDS
     command -v debootstrap >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q --no-install-recommends debootstrap; }
-    rm -rf "$ROOT.tmp"
+    remove_tree "$ROOT.tmp"
     mkdir -p "$(dirname "$ROOT")"
     log "building a Debian 13 root in $ROOT (once)"
     debootstrap --variant=minbase --include=ca-certificates trixie "$ROOT.tmp" "$MIRROR" >"$ROOT.log" 2>&1 \
@@ -50,7 +56,7 @@ if [ ! -e "$stamp" ]; then
     in_root "$ROOT.tmp" "apt-get update -q && apt-get install -y -q --no-install-recommends ${PACKAGES[*]}" >>"$ROOT.log" 2>&1 \
         || { log "installing QGIS in the root failed: see $ROOT.log" >&2; exit 1; }
     unmount_all
-    rm -rf "$ROOT"
+    remove_tree "$ROOT"
     mv "$ROOT.tmp" "$ROOT"
     touch "$stamp"
     log "root ready in $((SECONDS - t0)) s"
@@ -58,7 +64,7 @@ fi
 
 # the working tree, as CI would see it: tracked and untracked files, not ignored ones; .venv kept
 mkdir -p "$ROOT/src"
-find "$ROOT/src" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+find "$ROOT/src" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf --one-file-system {} +
 git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$ROOT/src"
 mount_into "$ROOT"
 log "$(in_root "$ROOT" 'qgis_process --version 2>/dev/null | grep -m1 QGIS; python3 --version')" || true

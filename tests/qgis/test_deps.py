@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -66,13 +71,79 @@ def test_install_plan_pins_numpy_and_picks_the_torch_build(without_torch, monkey
     assert plan.constraints == f"numpy=={numpy.__version__}\n"
     (command,) = plan.commands
     assert command[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
-    assert command[command.index("--target") + 1] == str(deps.ext_libs_dir())
+    assert command[command.index("--prefix") + 1] == str(plan.staging) and "--target" not in command
+    assert plan.staging.parent == plan.prefix.parent == deps.deps_dir()
     assert command[command.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
     assert command[-1] == "torch"
     monkeypatch.setattr(deps, "cuda_driver_version", lambda: (12, 4))
     assert deps.install_plan(["torch", "sklearn"], python="py").torch_tag == "cu124"
     both = deps.install_plan(["torch", "sklearn"], python="py", driver=None).commands
     assert len(both) == 2 and both[1][-1] == "scikit-learn" and "--index-url" not in both[1]
+    offline = deps.install_plan(["torch", "sklearn"], python="py", driver=None, wheels=Path("/media/wheels"))
+    for command in offline.commands:  # only the folder: no index, no PyTorch index
+        assert command[command.index("--find-links") + 1] == "/media/wheels" and "--no-index" in command
+        assert "--index-url" not in command
+    assert "the wheel folder /media/wheels (offline)" in offline.describe()
+
+
+QGIS_PYTHONS = {  # platform: (sys.executable in QGIS, sys.exec_prefix, the python that exists, expected)
+    "linux": ("/usr/bin/qgis", "/usr", "/usr/bin/python3.11", "/usr/bin/python3.11"),
+    "darwin": ("/Applications/QGIS-LTR.app/Contents/MacOS/QGIS", "/Applications/QGIS-LTR.app/Contents/MacOS",
+               "/Applications/QGIS-LTR.app/Contents/MacOS/bin/python3.11",
+               "/Applications/QGIS-LTR.app/Contents/MacOS/bin/python3.11"),
+    "win32": ("C:\\OSGeo4W\\bin\\qgis-ltr-bin.exe", "C:\\OSGeo4W\\apps\\Python312",
+              "C:\\OSGeo4W\\apps\\Python312\\python.exe", "C:\\OSGeo4W\\apps\\Python312\\python.exe"),
+}
+
+
+@pytest.mark.parametrize("platform", list(QGIS_PYTHONS))
+def test_the_installer_uses_qgis_own_python_on_each_platform(platform, monkeypatch) -> None:
+    """Never a python from PATH (the issue: a pyenv shim got the packages); the plan runs pip with it."""
+    executable, prefix, exists, expected = QGIS_PYTHONS[platform]
+    monkeypatch.setattr(deps.shutil, "which", lambda name: "/root/.pyenv/shims/python3")
+    found = deps.qgis_python(platform, executable, prefix, (3, 11), is_file=lambda p: p == exists)
+    assert found == expected
+    plan = deps.install_plan(["sklearn"], python=found, driver=None)
+    assert plan.commands[0][:3] == [expected, "-m", "pip"]
+    with pytest.raises(RuntimeError, match="install torch, scikit-learn and safetensors for it by hand"):
+        deps.qgis_python(platform, executable, prefix, (3, 11), is_file=lambda p: False)
+
+
+def _fake_pip(script: str) -> list[str]:
+    """A command that acts like pip writing into the staging prefix given after it."""
+    return [sys.executable, "-c", script]
+
+
+def test_nothing_is_half_installed(monkeypatch, tmp_path) -> None:
+    """pip writes into a staging copy; a failure leaves the installed folder as it was, a success
+    replaces it whole."""
+    monkeypatch.setattr(deps, "deps_dir", lambda: tmp_path)
+    plan = deps.install_plan(["sklearn"], python=sys.executable, driver=None)
+    site = "lib/python3.11/site-packages"
+    (plan.prefix / site / "old_pkg").mkdir(parents=True)  # installed earlier
+    write = f"import pathlib; p = pathlib.Path({str(plan.staging)!r}) / {site!r} / 'new_pkg'; p.mkdir(parents=True)"
+    plan.commands = [_fake_pip(write), _fake_pip("import sys; print('no matching distribution'); sys.exit(1)")]
+    task = deps.InstallTask(plan)
+    assert task.run() is False and "pip failed (exit 1), nothing was changed" in task.error
+    assert "no matching distribution" in task.error  # the log's end is in the message
+    assert sorted(p.name for p in (plan.prefix / site).iterdir()) == ["old_pkg"] and not plan.staging.exists()
+    plan.commands = plan.commands[:1]
+    assert deps.InstallTask(plan).run() is True
+    assert sorted(p.name for p in (plan.prefix / site).iterdir()) == ["new_pkg", "old_pkg"]
+    assert not plan.staging.exists() and deps.library_dirs(plan.prefix) == [plan.prefix / site]
+
+
+def test_pip_keeps_qgis_numpy(monkeypatch, tmp_path) -> None:
+    """With --prefix pip sees the numpy QGIS has: asked for it (as scikit-learn does), offline, from an
+    empty wheel folder, it installs nothing instead of failing or fetching a second copy."""
+    monkeypatch.setattr(deps, "deps_dir", lambda: tmp_path)
+    (tmp_path / "wheels").mkdir()
+    plan = deps.install_plan(["sklearn"], python=sys.executable, driver=None, wheels=tmp_path / "wheels")
+    (tmp_path / "constraints.txt").write_text(plan.constraints)
+    command = plan.commands[0][:-1] + ["--dry-run", "--report", str(tmp_path / "report.json"), "numpy"]
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PIP_CONSTRAINT=""))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["install"] == []
 
 
 @pytest.mark.parametrize(
