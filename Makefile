@@ -16,7 +16,7 @@ test: env
 	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests --ignore=tests/reliability
 
 # The whole suite on QGIS 3.40 LTR (Debian 13: Python 3.13, numpy 2) in a Debian 13 root made with
-# debootstrap and kept in ~/.cache/mosaic (MOSAIC_LTS_ROOT); needs root. 5-10 minutes more the first time.
+# debootstrap and kept in ~/.cache/mosaic (MOSAIC_LTS_ROOT, about 6 GB); needs root. 3-5 minutes more the first time.
 test-qgis-lts:
 	bash scripts/test_qgis_lts.sh
 

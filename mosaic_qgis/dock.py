@@ -808,14 +808,17 @@ class MosaicDock(QgsDockWidget):
         self._message(f"{task.job} done: {len(self.last_layers)} layer(s) in group '{group}'.", Qgis.Success)
 
     def shutdown(self) -> None:
-        """Cancel a run and detach from it (plugin unload, QGIS closing)."""
+        """Cancel a run, detach from it and wait for its thread to stop (plugin unload, QGIS
+        closing: QGIS 3.40 exits without waiting, and a thread still running aborts the process)."""
         if self.task is not None:
             self.task.on_done = None
             self.task.cancel()
+            self.task.waitForFinished(30_000)  # cancel stops within a block: seconds
             self.task = None
         if self.finetune_task is not None:
             self.finetune_task.on_done = None
             self.finetune_task.cancel()
+            self.finetune_task.waitForFinished(30_000)
             self.finetune_task = None
         if self.label_tool is not None:
             canvas = self.iface.mapCanvas() if self.iface is not None else None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransformContext,
     QgsFeature,
@@ -25,7 +26,7 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QDateTime, QVariant
+from qgis.PyQt.QtCore import QDateTime, QMetaType, QVariant
 
 LABEL_FIELD = "labels"
 CREATED_FIELD = "created"
@@ -80,11 +81,19 @@ def write_scheme(layer: QgsVectorLayer, classes: list[tuple[str, str]]) -> Path 
     return path
 
 
+def qt_field(name: str, type_name: str) -> QgsField:
+    """A field of a Qt type, in the form this QGIS takes without a deprecation warning: QMetaType
+    from QGIS 3.38 on, QVariant before (3.22 knows no other)."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        return QgsField(name, getattr(QMetaType.Type, type_name))
+    return QgsField(name, getattr(QVariant, type_name[1:]))
+
+
 def create_label_layer(path: str | Path, crs: QgsCoordinateReferenceSystem, name: str = "MoSAiC labels") -> QgsVectorLayer:
     """A new GeoPackage polygon layer with the label fields (overwrites ``path``)."""
     fields = QgsFields()
-    fields.append(QgsField(LABEL_FIELD, QVariant.String))
-    fields.append(QgsField(CREATED_FIELD, QVariant.DateTime))
+    fields.append(qt_field(LABEL_FIELD, "QString"))
+    fields.append(qt_field(CREATED_FIELD, "QDateTime"))
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     options.layerName = "labels"

@@ -34,7 +34,6 @@ from qgis.core import (
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProject,
-    QgsRasterBandStats,
     QgsRasterLayer,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
@@ -81,7 +80,8 @@ def cluster_colors(k: int) -> list[QColor]:
 
 
 def _band_range(layer: QgsRasterLayer, band: int) -> tuple[float, float]:
-    stats = layer.dataProvider().bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
+    # every statistic: the form QGIS 3.40 does not call deprecated (its flags argument is) and 3.22 has
+    stats = layer.dataProvider().bandStatistics(band)
     lo, hi = stats.minimumValue, stats.maximumValue
     if not (hi > lo):  # constant or empty band
         hi = lo + 1.0

@@ -3,7 +3,7 @@
 # (Python 3.13, numpy 2.2, GDAL 3.10, rasterio 1.4), in a Debian 13 root made with debootstrap.
 #
 # The root is built once and kept (MOSAIC_LTS_ROOT, default ~/.cache/mosaic/qgis-lts-trixie:
-# about 3 GB, 5-10 minutes the first time); each run copies the working tree into it (tracked
+# about 6 GB with torch and the .venv, 3-5 minutes the first time); each run copies the working tree into it (tracked
 # and untracked files, not ignored ones), keeps its .venv between runs, and runs `make test`
 # there, which sets up that .venv the same way as on the host (scripts/setup_env.sh).
 # Needs root (debootstrap, chroot, mounts) and Debian's package mirror (MOSAIC_DEBIAN_MIRROR).
@@ -27,6 +27,8 @@ mount_into() {  # the kernel file systems a chroot needs, undone on exit
     mount --bind /dev "$root/dev" && mounted+=("$root/dev")
     mount --bind /dev/pts "$root/dev/pts" && mounted+=("$root/dev/pts")
     cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # the host's certificate authorities (a proxy that re-signs TLS needs its own), for pip in the root
+    [ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/host-ca-bundle.crt"
 }
 unmount_all() {
     local i
@@ -41,8 +43,12 @@ remove_tree() {  # a root left by a killed run may still have /dev bound inside:
     rm -rf --one-file-system "$path"
 }
 
-in_root() { chroot "$1" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    DEBIAN_FRONTEND=noninteractive bash -c "$2"; }
+in_root() {
+    local cert=()
+    [ -f "$1/etc/ssl/certs/host-ca-bundle.crt" ] && cert=(PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt)
+    chroot "$1" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        DEBIAN_FRONTEND=noninteractive "${cert[@]}" bash -c "$2"
+}
 
 if [ ! -e "$stamp" ]; then
     t0=$SECONDS
@@ -66,6 +72,10 @@ fi
 mkdir -p "$ROOT/src"
 find "$ROOT/src" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf --one-file-system {} +
 git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$ROOT/src"
+# a repository whose HEAD is that tree, for what reads committed files (make package)
+rm -rf "$ROOT/src/.git"
+git -C "$ROOT/src" init -q && git -C "$ROOT/src" add -A && \
+    git -C "$ROOT/src" -c user.name=mosaic -c user.email=mosaic@localhost commit -q -m "working tree"
 mount_into "$ROOT"
 log "$(in_root "$ROOT" 'qgis_process --version 2>/dev/null | grep -m1 QGIS; python3 --version')" || true
 in_root "$ROOT" "cd /src && make test"

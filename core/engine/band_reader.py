@@ -30,7 +30,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .align import Grid, wrapped_source_crs
-from .open_raster import GEOTIFF_DRIVERS, decodes_safely_on_threads, open_for_blocks
+from .open_raster import GEOTIFF_DRIVERS, decodes_safely_on_threads, gdal_reason, open_for_blocks
 from .windows import aligned_cuts
 
 CHUNK_ROWS = 1024  # rows read between two drops of GDAL's cached tiles
@@ -194,7 +194,7 @@ class BandReader:
             except RasterioIOError as e:
                 raise ValueError(
                     f"{self.name} could not be read (rows {int(cw.row_off)}-{int(cw.row_off + cw.height)}): "
-                    f"{str(e).rstrip('.') or 'GDAL gave no reason'}. {self.hint}") from None
+                    f"{gdal_reason(e)}. {self.hint}") from None
             if inside:
                 kv[:, r0:r1, :inside] = a[:, r0:r1, int(keep.col_off - win.col_off):]
             b = self._nodata(a[:, r0:r1], cw) if direct else None

@@ -50,3 +50,19 @@ def has_own_mask(src: rasterio.DatasetReader) -> bool:
     """True when a band's no-data comes from a mask stored beside the values (internal, .msk,
     alpha), not from a no-data value."""
     return any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums)
+
+
+GENERIC_READ_ERRORS = ("Read failed. See previous exception for details.",)
+
+
+def gdal_reason(e: BaseException) -> str:
+    """What GDAL said about a failed open or read. rasterio 1.4 raises "Read failed. See previous
+    exception for details." with GDAL's own message on the exception it chains: the user needs
+    that one ("TIFFReadEncodedTile() failed", "Cannot read tile ..."), so the chain is walked."""
+    seen: list[str] = []
+    while e is not None and len(seen) < 8:
+        text = str(e).strip()
+        if text and text not in GENERIC_READ_ERRORS and text not in seen:
+            seen.append(text)
+        e = e.__cause__ or e.__context__
+    return "; ".join(seen).rstrip(".") or "GDAL gave no reason"

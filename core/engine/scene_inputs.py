@@ -11,6 +11,7 @@ from rasterio.errors import RasterioIOError
 
 from .align import Grid
 from .band_reader import DAMAGED, BandReader
+from .open_raster import gdal_reason
 from .block_reads import InputReader
 from .disk_space import MB, check_free_space, room_left
 from .reflectance_offset import shifted_mean
@@ -28,7 +29,7 @@ def open_input(path: str, what: str):
     try:
         return rasterio.open(path)
     except RasterioIOError as e:
-        raise ValueError(f"{what} raster {path} cannot be read by GDAL: {e}") from None
+        raise ValueError(f"{what} raster {path} cannot be read by GDAL: {gdal_reason(e)}") from None
 
 
 def staging_plan(req: SceneRequest, srcs: dict[str, Any], maps: dict[str, Any], grid: Grid,

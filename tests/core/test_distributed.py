@@ -5,6 +5,7 @@ losses are normalised by global counts, and BatchNorm uses whole-batch statistic
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,23 @@ def _run(out: Path, nproc: int, bn: str = "global") -> tuple[dict, list]:
     out.mkdir(parents=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if nproc == 1:
-        cmd = [sys.executable, str(WORKER), str(out), bn]
+        r = subprocess.run([sys.executable, str(WORKER), str(out), bn], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               str(WORKER), str(out), bn]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+        # the ranks started as torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR/PORT; env:// in the
+        # worker), without torchrun's own store: that one always asks for libuv, which Debian's torch 2.6
+        # (Debian 13) is built without; USE_LIBUV=0 makes the env:// store go without it
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        procs = [subprocess.Popen([sys.executable, str(WORKER), str(out), bn], stderr=subprocess.PIPE, text=True,
+                                  env={**env, "USE_LIBUV": "0", "RANK": str(k), "LOCAL_RANK": str(k),
+                                       "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+                                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+                 for k in range(nproc)]
+        errors = [p.communicate(timeout=600)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
     # each rank logs its share of the global loss; their mean is the global loss
     per_rank = [json.loads((out / f"steps{r}.json").read_text()) for r in range(nproc)]
     steps = [{k: sum(s[i][k] for s in per_rank) / nproc for k in per_rank[0][i]} for i in range(len(per_rank[0]))]

@@ -23,8 +23,11 @@ def test_window_probabilities_equal_the_reference(case, tmp_path):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))  # the same cells are no data
     ok = ~np.isnan(want)
     # equal on this machine; 2e-5 leaves room for another CPU's convolution kernels, far below
-    # any change of the method (a moved pooling window changes probabilities by 1e-2 and more)
-    np.testing.assert_allclose(got[ok], want[ok], rtol=0, atol=2e-5)
+    # any change of the method (a moved pooling window changes probabilities by 1e-2 and more).
+    # Spain is warped from EPSG:4326: GDAL 3.10's warper (QGIS 3.40, Debian 13) gives inputs that
+    # move probabilities by up to 8.5e-4 (USA, on its own grid, stays within 2e-5 there too)
+    atol = 2e-3 if case.startswith("spain") else 2e-5
+    np.testing.assert_allclose(got[ok], want[ok], rtol=0, atol=atol)
     top2 = np.sort(want, axis=0)[-2:]
     sure = ok[0] & (top2[1] - top2[0] > 1e-3)
     assert (got.argmax(0)[sure] == want.argmax(0)[sure]).all()

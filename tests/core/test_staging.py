@@ -189,8 +189,13 @@ def test_inputs_a_copy_would_not_read_the_same_are_read_as_they_are(tmp_path):
     with rasterio.open(f32, "w", driver="GTiff", width=48, height=48, count=1, dtype="float32", crs="EPSG:32633",
                        transform=_tf()) as ds:
         ds.write(np.full((1, 48, 48), -12.75, "float32"))
-    vrt = gdal.BuildVRT(str(tmp_path / "types.vrt"), [a, str(f32)], separate=True)
-    vrt = None
+    # a VRT whose bands keep their own types (gdalbuildvrt -separate gives them one type from GDAL 3.8 on)
+    gt = ", ".join(str(v) for v in _tf().to_gdal())
+    bands = "".join(f'<VRTRasterBand dataType="{t}" band="{k}"><SimpleSource><SourceFilename relativeToVRT="0">{f}'
+                    f'</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>'
+                    for k, (t, f) in enumerate((("UInt16", a), ("Float32", f32)), 1))
+    (tmp_path / "types.vrt").write_text(f'<VRTDataset rasterXSize="48" rasterYSize="48"><SRS>EPSG:32633</SRS>'
+                                        f'<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>')
     with rasterio.open(tmp_path / "types.vrt") as src:
         assert why_not_exact(src, [1, 2], True) == "bands of different data types"
     with pytest.raises(ValueError, match="different data types"):

@@ -13,15 +13,13 @@ from qgis.core import (
     QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsFeature,
-    QgsField,
     QgsGeometry,
     QgsProcessingException,
     QgsRectangle,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QVariant
 
-from mosaic.mosaic_qgis.labels import add_labelled_polygon, create_label_layer, foreign_edits
+from mosaic.mosaic_qgis.labels import add_labelled_polygon, create_label_layer, foreign_edits, qt_field
 
 from .conftest import S2_BANDS_13
 
@@ -36,7 +34,7 @@ def square(x: float, y: float, d: float = 0.003) -> QgsGeometry:
 def training_areas(labels=None, field: str = "klass", sep: str = ",", shift: float = 0.0) -> QgsVectorLayer:
     """A memory layer of training areas with its own field name and separator (not a MoSAiC layer)."""
     layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "training areas", "memory")
-    layer.dataProvider().addAttributes([QgsField(field, QVariant.String)])
+    layer.dataProvider().addAttributes([qt_field(field, "QString")])
     layer.updateFields()
     feats = []
     for (x, y), names in zip(CORNERS, labels or LABELS * 2):
