@@ -252,12 +252,18 @@ def _terminate(signum, frame) -> None:
     raise Terminated()
 
 
+def _loaded_cancelled() -> tuple[type, ...]:
+    """Fine-tuning's Cancelled when fine-tuning ran: importing it for every command would load
+    scikit-learn (0.6 s) before a classify's first pixel."""
+    module = sys.modules.get(f"{__package__}.fewshot.finetune")
+    return (module.Cancelled,) if module is not None else ()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; its errors as one line on stderr (exit 2: fix the input; 1: the system said
     no), a stop as "cancelled" (130 after Ctrl-C, 143 after SIGTERM), never a traceback for those."""
     from .engine.band_mapping import BandOrderUnknown
     from .engine.request import Cancelled as SceneCancelled
-    from .fewshot.finetune import Cancelled as FinetuneCancelled
 
     a = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
@@ -270,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Terminated, SceneCancelled, FinetuneCancelled) as e:
+    except (KeyboardInterrupt, Terminated, SceneCancelled, *_loaded_cancelled()) as e:
         why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C" if isinstance(e, KeyboardInterrupt) else "cancel"
         print(f"cancelled ({why}): stopped; what it was writing was deleted, earlier files left as they were",
               file=sys.stderr)

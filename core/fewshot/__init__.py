@@ -2,21 +2,25 @@
 extended with the analyst's classes, fine-tuned with the MoSAiC objective, and a report.
 
 Pure Python (no qgis): the plugin converts features to GeoJSON-like dicts and calls these.
+The names below load on first use: the command line builds its parser from ``cli`` for every
+command, and fine-tuning's imports (scikit-learn among them) would otherwise slow a classify.
 """
-from .samples import (
-    LabelledPolygon,
-    SampleSet,
-    extract_samples,
-    label_hash,
-    parse_labels,
-    split_by_polygon,
-)
-from .finetune import Cancelled, FinetuneConfig, FinetuneResult, extend_model, finetune
+from __future__ import annotations
 
-__all__ = [
-    "Cancelled", "FinetuneConfig", "FinetuneResult", "LabelledPolygon", "SampleSet", "extend_model",
-    "extract_samples", "finetune", "label_hash", "parse_labels", "split_by_polygon",
-]
-from .pipeline import class_list, finetune_from_polygons  # noqa: E402
+from typing import Any
 
-__all__ += ["class_list", "finetune_from_polygons"]
+# public name -> the module that defines it
+_HOME = {"LabelledPolygon": "samples", "SampleSet": "samples", "extract_samples": "samples",
+         "label_hash": "samples", "parse_labels": "samples", "split_by_polygon": "samples",
+         "Cancelled": "finetune", "FinetuneConfig": "finetune", "FinetuneResult": "finetune",
+         "extend_model": "finetune", "finetune": "finetune",
+         "class_list": "pipeline", "finetune_from_polygons": "pipeline"}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
