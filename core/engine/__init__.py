@@ -7,17 +7,10 @@ to show a layer's band mapping.
 """
 from __future__ import annotations
 
-from typing import Any
+from ..lazy import lazy_getattr
 
 # public name -> the module that defines it (imported on first use: torch is heavy)
 _HOME = {"Cancelled": "request", "SceneRequest": "request", "SceneResult": "request",
          "describe_inputs": "describe", "run_scene": "run"}
 __all__ = list(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _HOME)

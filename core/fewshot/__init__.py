@@ -7,7 +7,7 @@ command, and fine-tuning's imports (scikit-learn among them) would otherwise slo
 """
 from __future__ import annotations
 
-from typing import Any
+from ..lazy import lazy_getattr
 
 # public name -> the module that defines it
 _HOME = {"LabelledPolygon": "samples", "SampleSet": "samples", "extract_samples": "samples",
@@ -16,11 +16,4 @@ _HOME = {"LabelledPolygon": "samples", "SampleSet": "samples", "extract_samples"
          "extend_model": "finetune", "finetune": "finetune",
          "class_list": "pipeline", "finetune_from_polygons": "pipeline"}
 __all__ = list(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _HOME)
