@@ -81,7 +81,7 @@ def file_band_lists(
             field to type the names in.
     """
     from ..core.engine import describe_inputs  # lazy: the engine imports torch
-    from ..core.engine.band_mapping import as_typed
+    from ..core.engine.band_mapping import BandOrderUnknown
 
     try:
         described = describe_inputs(optical, sar, model)
@@ -96,13 +96,10 @@ def file_band_lists(
             continue
         bands = list(info["bands"])
         need = described["model"]["s2_bands" if key == "optical" else "s1_bands"]
-        if info.get("order_guessed"):
-            raise ValueError(
-                f"The {label} layer's {len(bands)} bands have no names (no band descriptions, band metadata, "
-                f"wavelengths or band file names), so their order would be a guess ({','.join(bands)}). Type the "
-                f"band names in file order in {field} ('-' = a band to ignore), e.g. "
-                f"{as_typed(bands)} if that is the layer's order; the model needs {','.join(need)}."
-            )
+        if info.get("order_guessed"):  # the engine's own words, naming this parameter
+            unknown_order = BandOrderUnknown(f"The {label} layer", info["path"], "s2" if key == "optical" else "s1",
+                                             bands, need)
+            raise ValueError(unknown_order.message(field))
         unknown = [i + 1 for i, name in enumerate(bands) if name == "?"]
         if unknown:
             raise ValueError(
