@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import rasterio
 
-from .align import sample_values
+from .align import Samples
 
 MIN_PIXELS = 100
 # (band a, band b, test on a and b, lowest fraction of pixels it may hold on; on real scenes)
@@ -66,12 +66,13 @@ def band_value_warnings(values: dict[str, np.ndarray], means: dict[str, float] |
 
 
 def check_band_values(src: rasterio.io.DatasetReader, indexes: Sequence[int], bands: Sequence[str],
-                      offset: float, means: Sequence[float] | None, what: str, named_from: str) -> list[str]:
+                      offset: float, means: Sequence[float] | None, what: str, named_from: str,
+                      samples: Samples | None = None) -> list[str]:
     """``band_value_warnings`` for the file bands ``indexes`` read as the model bands ``bands``
     (``offset``: digital numbers subtracted first); nothing for a file that cannot be sampled
-    (the run's own reads then say what is wrong)."""
+    (the run's own reads then say what is wrong). ``samples``: the run's shared sample."""
     try:
-        sample = sample_values(src, list(indexes), windows=4)
+        sample = (samples or Samples(windows=4)).of(src, list(indexes))
     except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError):
         return []
     values = {b: sample[k] - offset for k, b in enumerate(bands)}

@@ -79,7 +79,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                               "around the block's own feature cells, default 64; sliding: around its "
                                               "windows, default 128)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
-    g.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch in sliding mode (default: 16)")
+    g.add_argument("--batch-size", type=positive_int, default=64, help="windows per batch in sliding mode (default: 64)")
     g.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--compile", action="store_true", help="torch.compile the encoders (pays on large scenes)")
     g.add_argument("--no-prefetch", dest="prefetch", action="store_false",

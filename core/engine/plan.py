@@ -18,7 +18,7 @@ import rasterio
 from ..io.model_file import model_paths
 from ..io.overwrite_guard import check_outputs_spare_inputs, raster_files
 from . import windows as W
-from .align import Grid, detect_level, reference_grid, sample_values, sar_is_linear
+from .align import Grid, Samples, detect_level, reference_grid, sar_is_linear
 from .band_check import check_band_values
 from .band_mapping import map_bands, name_bands
 from .band_reader import on_grid
@@ -139,20 +139,21 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
         explicit = req.optical_bands if m == "s2" else req.sar_bands
         maps[m] = map_bands(src, m, em.bands[m], explicit, f"{LABEL[m]} raster")
     offset = 0.0
+    samples = Samples()  # one read of each input's sample for every check below
     if "s2" in srcs:
         _check_level(req, em, srcs["s2"], warns)
         offset, note = resolve_offset(req.optical_offset, raster_files(srcs["s2"]), srcs["s2"].tags(),
-                                      lambda: _darkest_sample(srcs["s2"], maps["s2"], em.bands["s2"]))
+                                      lambda: _darkest_sample(srcs["s2"], maps["s2"], em.bands["s2"], samples))
         if note:
             warns.append(note)
     for m, src in srcs.items():
         warns += check_band_values(src, maps[m].indexes, em.bands[m], offset if m == "s2" else 0.0,
-                                   em.stats[m][0] if m == "s2" else None, LABEL[m], maps[m].source)
+                                   em.stats[m][0] if m == "s2" else None, LABEL[m], maps[m].source, samples)
     to_db = False
     if "s1" in srcs:
         units = req.sar_units
         if units == "auto":
-            units = "linear" if sar_is_linear(srcs["s1"], maps["s1"].indexes) else "db"
+            units = "linear" if sar_is_linear(srcs["s1"], maps["s1"].indexes, samples) else "db"
             if units == "linear":
                 warns.append("the SAR input looks like linear power: converted to dB (10 log10); "
                              "set sar_units='db' if it already is")
@@ -213,12 +214,15 @@ def _check_level(req: SceneRequest, em: EngineModel, src, warns: list[str]) -> N
         warns.append(f"the processing level of the optical input is unknown; the model expects {em.level}")
 
 
-def _darkest_sample(src, mapping, model_bands: list[str]) -> np.ndarray:
+def _darkest_sample(src, mapping, model_bands: list[str], samples: Samples) -> np.ndarray:
     """A sample [bands, N] of the optical input's B02, B03, B04 and B08 (``reflectance_offset``)."""
     idx = [i for i in (mapping.indexes[model_bands.index(b)] for b in ("B02", "B03", "B04", "B08")
                        if b in model_bands) if i]
     try:
-        return sample_values(src, idx) if idx else np.empty((0, 0))
+        if not idx:
+            return np.empty((0, 0))
+        samples.of(src, [i for i in mapping.indexes if i])  # every mapped band: the band check reads them next
+        return samples.of(src, idx)
     except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError):  # a damaged file: the run's own reads say where, with the fix
         return np.empty((0, 0))
 

@@ -40,7 +40,7 @@ class SceneRequest:
     mode: str = "auto"
     stride: int | None = None
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int = 64  # windows per encoder call in sliding mode (benchmarks/onnx_sliding.py)
     threads: int | None = None
     probability_dtype: str = "uint8"
     clusters: int = 8

@@ -40,20 +40,27 @@ def sliding_pass(plan: ScenePlan, em: EngineModel, readers: list[InputReader], o
         advance()
 
 
-def _sliding_features(em: EngineModel, m: str, x: np.ndarray, blk: W.Block, stride: int, batch: int,
+def _sliding_features(em: EngineModel, m: str, x: torch.Tensor, blk: W.Block, stride: int, batch: int,
                       cells: np.ndarray) -> torch.Tensor:
-    """Features [rows, cols, D] of each cell's own window, run as a training patch."""
+    """Features [rows, cols, D] of each cell's own window, run as a training patch.
+
+    The block is laid out pixel-major once (channels last, as the CPU encoders run), so each
+    window is copied once, row by row, straight into the batch the encoder takes (cutting
+    [C, p, p] windows, stacking them and converting the stack copied every window twice)."""
     out = torch.zeros(blk.rows, blk.cols, em.dim, device=em.device)
     idx = np.argwhere(cells)
     p = em.patch
+    hwc = x.permute(1, 2, 0).contiguous()  # [H, W, C]
+    buf = None
     for s in range(0, len(idx), batch):
         chunk = idx[s: s + batch]
-        patches = []
-        for i, j in chunk:
+        if buf is None or buf.shape[0] != len(chunk):
+            buf = torch.empty(len(chunk), p, p, x.shape[0])  # [B, p, p, C]: a channels-last [B, C, p, p]
+        for k, (i, j) in enumerate(chunk):
             r = W.patch_origin(blk.row0 + i, stride, p) - blk.read_row0
             c = W.patch_origin(blk.col0 + j, stride, p) - blk.read_col0
-            patches.append(x[:, r: r + p, c: c + p])
-        f = em.encode(m, torch.from_numpy(np.stack(patches))).float().mean(dim=(2, 3))
+            buf[k] = hwc[r: r + p, c: c + p]
+        f = em.encode(m, buf.permute(0, 3, 1, 2)).float().mean(dim=(2, 3))
         out[chunk[:, 0], chunk[:, 1]] = f
     return out
 
@@ -67,5 +74,5 @@ def _sliding_block(em: EngineModel, data: list[BlockInput], blk: W.Block, stride
             feats[d.modality] = torch.zeros(blk.rows, blk.cols, em.dim, device=em.device)
         else:
             x, d.values = d.values, None  # a tensor: sliding mode reads floats (_read_block)
-            feats[d.modality] = _sliding_features(em, d.modality, x.numpy(), blk, stride, batch, d.present)
+            feats[d.modality] = _sliding_features(em, d.modality, x, blk, stride, batch, d.present)
     return feats

@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 
 from ..data.normalize import normalize
-from ..engine.align import Grid, reference_grid, sar_is_linear
+from ..engine.align import Grid, Samples, reference_grid, sar_is_linear
 from ..engine.band_check import check_band_values
 from ..engine.band_mapping import map_bands
 from ..engine.band_reader import BandReader, on_grid
@@ -118,11 +118,12 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
                              optical_bands if m == "s2" else sar_bands,
                              "optical raster" if m == "s2" else "SAR raster") for m, src in srcs.items()}
         warns: list[str] = []
+        samples = Samples()  # one read of each input's sample for every check below
         to_db = False
         if "s1" in srcs:
             units = sar_units
             if units == "auto":
-                units = "linear" if sar_is_linear(srcs["s1"], maps["s1"].indexes) else "db"
+                units = "linear" if sar_is_linear(srcs["s1"], maps["s1"].indexes, samples) else "db"
                 if units == "linear":
                     warns.append("the SAR input looks like linear power: converted to dB (10 log10)")
             to_db = units == "linear"
@@ -134,7 +135,7 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
         for m, src in srcs.items():
             warns += check_band_values(src, maps[m].indexes, need[m], offset if m == "s2" else 0.0,
                                        inputs.get("s2", {}).get("mean") if m == "s2" else None,
-                                       "optical" if m == "s2" else "SAR", maps[m].source)
+                                       "optical" if m == "s2" else "SAR", maps[m].source, samples)
         primary = srcs.get("s2") or srcs["s1"]
         others = [s for s in srcs.values() if s is not primary]
         pixel = float(inputs.get("pixel_size_m", 10))

@@ -206,7 +206,7 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
         self._add(
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE, self.tr("Batch size"), type=QgsProcessingParameterNumber.Integer,
-                defaultValue=16, minValue=1, maxValue=4096,
+                defaultValue=64, minValue=1, maxValue=4096,  # SceneRequest.batch_size
             ),
             "Windows per forward pass; lower it if the device runs out of memory.",
         )

@@ -53,6 +53,8 @@ def _check_grid(layer: QgsRasterLayer, source: QgsRasterLayer) -> None:
 
 
 def test_provider_and_algorithm_metadata(mosaic_plugin) -> None:
+    from mosaic.core.engine.request import SceneRequest
+
     registry = QgsApplication.processingRegistry()
     provider = registry.providerById("mosaic")
     assert provider.name() == "MoSAiC" and not provider.icon().isNull()
@@ -66,7 +68,7 @@ def test_provider_and_algorithm_metadata(mosaic_plugin) -> None:
             assert param.help(), f"{alg.id()} {param.name()} has no help text"
         assert alg.parameterDefinition("MODEL").defaultValue().endswith("mosaic-small-ben19.json")
         assert alg.parameterDefinition("DEVICE").defaultValue() == "auto"
-        assert alg.parameterDefinition("BATCH_SIZE").defaultValue() == 16
+        assert alg.parameterDefinition("BATCH_SIZE").defaultValue() == SceneRequest.batch_size  # the engine's
         ok, message = alg.canExecute()
         assert ok, message
 
