@@ -30,7 +30,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .align import Grid, wrapped_source_crs
-from .open_raster import GEOTIFF_DRIVERS, decodes_safely_on_threads, gdal_reason, open_for_blocks
+from .open_raster import GEOTIFF_DRIVERS, decodes_safely_on_threads, gdal_reason, mask_plan, open_for_blocks
 from .windows import aligned_cuts
 
 CHUNK_ROWS = 1024  # rows read between two drops of GDAL's cached tiles
@@ -108,7 +108,7 @@ class BandReader:
         self.offset = (0, 0)
         if direct:
             self.offset = grid_offset(self.src.transform, grid)
-            self.masks = _mask_plan(self.src, self.indexes)
+            self.masks = mask_plan(self.src, self.indexes)
         else:
             self.warp = dict(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
                              resampling=resampling, nodata=np.nan, dtype="float32")
@@ -392,23 +392,3 @@ def _close_all(datasets: list) -> None:
     for ds in datasets:
         if ds is not None and not ds.closed:
             ds.close()
-
-
-def _mask_plan(src: rasterio.DatasetReader, indexes: Sequence[int]) -> tuple[str, object]:
-    """How a direct read finds no-data: ('none', None) all valid or NaN no-data (NaN stays NaN);
-    ('nodata', [(band position or None for all, value)]); ('dataset', [one band]) a mask shared
-    by all bands; ('bands', indexes) anything else, through GDAL's per-band masks."""
-    flags = [src.mask_flag_enums[i - 1] for i in indexes]
-    nodata = [src.nodatavals[i - 1] for i in indexes]
-    if all(f == [MaskFlags.all_valid] for f in flags):
-        return "none", None
-    if all(f == [MaskFlags.nodata] for f in flags):
-        vals = [(k, np.float32(v)) for k, v in enumerate(nodata) if v is not None and not math.isnan(v)]
-        if not vals:
-            return "none", None
-        if len({float(v) for _, v in vals}) == 1 and len(vals) == len(indexes):
-            return "nodata", [(None, vals[0][1])]
-        return "nodata", vals
-    if all(MaskFlags.per_dataset in f for f in flags):
-        return "dataset", [indexes[0]]
-    return "bands", list(indexes)

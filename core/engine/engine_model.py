@@ -4,6 +4,7 @@ to pooled features. ``load_engine_model`` builds it from a model file."""
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -61,25 +62,16 @@ class EngineModel:
         self.bands = {"s2": list(model.cfg.s2_bands), "s1": list(model.cfg.s1_bands)}
         self.stats = {m: (inputs.get(m, {}).get("mean"), inputs.get(m, {}).get("std")) for m in ("s2", "s1")}
         self.level = inputs.get("s2", {}).get("level")
-        self.reference = model  # unfused, for the sliding-window reference
-        self.encoders = {}
-        self.level_encoders = {}  # the same encoders, not compiled: they give every stage's output
         self.row_inputs = device.type == "cpu" and not compile  # StripEncoders take RowSources
-        self.fused: dict[str, bool] = {}  # per encoder: convolution, sum and ReLU as one operation (fused.py)
-        for m, enc in model.encoders.items():
-            e = fold_batchnorm(enc).to(device)
-            if device.type == "cpu":
-                e, self.fused[m] = fuse_pointwise(e)
-                # stem + first stage strip by strip: same map, a third of the activation memory
-                e = strip_encoder(e.to(memory_format=torch.channels_last))
-            self.level_encoders[m] = e
-            if compile:
-                e = torch.compile(e, dynamic=True)
-            self.encoders[m] = e
         # feature cells per axis the encoders give on one training patch (8 for 120 px at stride 16)
         with torch.inference_mode():
             enc0 = next(iter(model.encoders.values())).eval()
             self.patch_cells = int(enc0(torch.zeros(1, enc0.in_channels, self.patch, self.patch)).shape[-1])
+        # The encoders are prepared on a thread of their own while the run plans and reads its
+        # first block (a small scene's start-up: benchmarks/startup.py); the first encode waits.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="mosaic-model")
+        self._prepared: Future = pool.submit(_prepare_encoders, model, device, compile)
+        pool.shutdown(wait=False)
         self.head_w = {m: model.head.linear[m].weight.detach().to(device) for m in model.head.linear}
         self.head_b = model.head.bias.detach().to(device)
         self.autocast = device.type == "cuda"
@@ -90,6 +82,21 @@ class EngineModel:
         self.pixel_modalities = list(model.cfg.pixel_modalities)
         self.pixel_levels = model.cfg.pixel_levels
         self.pixel_colors = [c.get("color", "#808080") for c in card.get("pixel_classes", [])] or None
+
+    @property
+    def encoders(self) -> dict[str, nn.Module]:
+        """Per modality, the encoder as the engine runs it (waits for its preparation)."""
+        return self._prepared.result()[0]
+
+    @property
+    def level_encoders(self) -> dict[str, nn.Module]:
+        """The same encoders, not compiled: they give every stage's output."""
+        return self._prepared.result()[1]
+
+    @property
+    def fused(self) -> dict[str, bool]:
+        """Per encoder: convolution, sum and ReLU run as one operation (``fused.py``)."""
+        return self._prepared.result()[2]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] on the device in the layout the encoders run fastest in."""
@@ -143,6 +150,22 @@ class EngineModel:
             num = num + (f @ self.head_w[m].T) * p
             den = den + p
         return torch.sigmoid(num / den.clamp_min(1.0) + self.head_b)
+
+
+def _prepare_encoders(model: MosaicModel, device: torch.device, compile: bool
+                      ) -> tuple[dict[str, nn.Module], dict[str, nn.Module], dict[str, bool]]:
+    """(encoders, level encoders, fused) of ``EngineModel``: BatchNorm folded, fused pointwise
+    operations and strips on the CPU; ``model`` is left as it is."""
+    encoders, levels, fused = {}, {}, {}
+    for m, enc in model.encoders.items():
+        e = fold_batchnorm(enc).to(device)
+        if device.type == "cpu":
+            e, fused[m] = fuse_pointwise(e)
+            # stem + first stage strip by strip: same map, a third of the activation memory
+            e = strip_encoder(e.to(memory_format=torch.channels_last))
+        levels[m] = e
+        encoders[m] = torch.compile(e, dynamic=True) if compile else e
+    return encoders, levels, fused
 
 
 def head_outputs(em: EngineModel, feats: dict[str, torch.Tensor], present: dict[str, np.ndarray], blk: W.Block):

@@ -17,6 +17,10 @@ both options when it opens the file, so they are set only then.
 """
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
+import numpy as np
 import rasterio
 from rasterio.enums import MaskFlags
 
@@ -50,6 +54,26 @@ def has_own_mask(src: rasterio.DatasetReader) -> bool:
     """True when a band's no-data comes from a mask stored beside the values (internal, .msk,
     alpha), not from a no-data value."""
     return any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums)
+
+
+def mask_plan(src: rasterio.DatasetReader, indexes: Sequence[int]) -> tuple[str, object]:
+    """How a direct read finds no-data: ('none', None) all valid or NaN no-data (NaN stays NaN);
+    ('nodata', [(band position or None for all, value)]); ('dataset', [one band]) a mask shared
+    by all bands; ('bands', indexes) anything else, through GDAL's per-band masks."""
+    flags = [src.mask_flag_enums[i - 1] for i in indexes]
+    nodata = [src.nodatavals[i - 1] for i in indexes]
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        return "none", None
+    if all(f == [MaskFlags.nodata] for f in flags):
+        vals = [(k, np.float32(v)) for k, v in enumerate(nodata) if v is not None and not math.isnan(v)]
+        if not vals:
+            return "none", None
+        if len({float(v) for _, v in vals}) == 1 and len(vals) == len(indexes):
+            return "nodata", [(None, vals[0][1])]
+        return "nodata", vals
+    if all(MaskFlags.per_dataset in f for f in flags):
+        return "dataset", [indexes[0]]
+    return "bands", list(indexes)
 
 
 GENERIC_READ_ERRORS = ("Read failed. See previous exception for details.",)

@@ -9,7 +9,8 @@ import rasterio
 from rasterio.transform import Affine
 
 from core.engine.align import Grid, build_band_vrt
-from core.engine.band_reader import BandReader, _mask_plan, on_grid
+from core.engine.band_reader import BandReader, on_grid
+from core.engine.open_raster import mask_plan
 
 UTM = "EPSG:32633"
 
@@ -85,18 +86,18 @@ def test_mask_plans(tmp_path):
     tf = Affine(10, 0, 500000, 0, -10, 4000000)
     a = _values((2, 8, 8))
     with rasterio.open(_write(tmp_path / "none.tif", a, tf)) as s:
-        assert _mask_plan(s, [1, 2]) == ("none", None)
+        assert mask_plan(s, [1, 2]) == ("none", None)
     with rasterio.open(_write(tmp_path / "nd.tif", a, tf, nodata=0)) as s:
-        assert _mask_plan(s, [1, 2]) == ("nodata", [(None, 0.0)])
+        assert mask_plan(s, [1, 2]) == ("nodata", [(None, 0.0)])
     with rasterio.open(_per_band_nodata(tmp_path, a, tf, (0, 7))) as s:
-        assert _mask_plan(s, [1, 2]) == ("nodata", [(0, 0.0), (1, 7.0)])
+        assert mask_plan(s, [1, 2]) == ("nodata", [(0, 0.0), (1, 7.0)])
     with rasterio.open(_write(tmp_path / "nan.tif", a.astype("float32"), tf, nodata=float("nan"))) as s:
-        assert _mask_plan(s, [1, 2]) == ("none", None)  # NaN stays NaN on its own
+        assert mask_plan(s, [1, 2]) == ("none", None)  # NaN stays NaN on its own
     m = np.ones((8, 8), bool)
     m[2:4, 2:4] = False
     p = _write(tmp_path / "msk.tif", a, tf, dataset_mask=m)
     with rasterio.open(p) as s:
-        assert _mask_plan(s, [1, 2]) == ("dataset", [1])
+        assert mask_plan(s, [1, 2]) == ("dataset", [1])
     r = BandReader(p, [1, 2], _grid(500000, 4000000, 8, 8), True)
     try:
         got = r.read(0, 0, 8, 8)
