@@ -31,11 +31,13 @@ from .reflectance_offset import resolve_offset
 from .request import FINE_KINDS, LABEL, SceneRequest
 from .scene_inputs import StagingPlan, fit_staging, open_input, staging_plan
 
-# 'auto' picks dense only where dense agrees with the sliding-window reference on >= 90 % of the
-# dominant classes. Measured with the bundled model (benchmarks/dense_agreement.py), since dense
-# pools the map at the patch's own feature-cell centres: Spain S2 + S1 93.3 % (stride 16 px),
-# 90.6 % (32 px); USA S2 L1C 97.7 % (16 px). So auto = dense.
-AUTO_DENSE = True
+# 'auto' runs dense where dense gives the sliding-window reference's dominant class on >= 95 % of
+# the cells the reference decides (top-two margin > 0.05) with a mean probability difference
+# <= 0.02. Measured with the bundled model at every stride from 16 to 120 px on the real Spain
+# S2 + S1 and USA L1C scenes (benchmarks/dense_agreement.py; docs/engine/scene_inference.md):
+# 96.9-100 % and 0.007-0.015. Near-ties flip either way: with them, 97.0-98.4 % agree on USA
+# and 81.7-94.7 % on Spain, whose cells are 60 % near-ties. Where windows do not overlap
+# (stride >= the window), the exact sliding reference does no more encoder work than dense.
 # Dense mode computes each feature cell once, reading DENSE_CONTEXT px of receptive-field context
 # around the cells a block owns (``feature_grid``); the pooling windows of edge cells take their
 # neighbours' features from the store instead of a wider halo.
@@ -163,9 +165,8 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
     grid, native = reference_grid(primary, others, em.pixel_size, req.extent, req.extent_crs)
     if not native:
         warns.append(f"inputs resampled to a {em.pixel_size:g} m grid in {grid.crs.to_string()}")
-    mode = req.mode
-    if mode == "auto":
-        mode = "dense" if AUTO_DENSE else "sliding"
+    mode = auto_mode(req.stride, em.patch, any(k in FINE_KINDS for k in req.outputs)) if req.mode == "auto" \
+        else req.mode
     stride = req.stride or (em.stride if mode == "dense" else em.patch // 2)
     if mode == "dense":  # receptive-field context around each block's own feature cells
         # (at least one feature cell: the read window must hold the pixels of the block's cells)
@@ -225,6 +226,13 @@ def _darkest_sample(src, mapping, model_bands: list[str], samples: Samples) -> n
         return samples.of(src, idx)
     except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError):  # a damaged file: the run's own reads say where, with the fix
         return np.empty((0, 0))
+
+
+def auto_mode(stride: int | None, patch: int, fine: bool) -> str:
+    """What ``mode='auto'`` runs: dense, except at strides of a whole window or more without fine
+    outputs (which only dense gives), where each pixel is in one window at most and the exact
+    sliding reference costs no more than dense's pass over every pixel."""
+    return "sliding" if stride is not None and stride >= patch and not fine else "dense"
 
 
 def _check_pixel_head(req: SceneRequest, em: EngineModel, given: list[str], warns: list[str]) -> None:

@@ -212,7 +212,8 @@ class MosaicAlgorithm(QgsProcessingAlgorithm):
         )
         self._add(
             QgsProcessingParameterEnum(self.MODE, self.tr("Evaluation"), options=list(MODES), defaultValue=0),
-            "dense: fully convolutional (fast); sliding: the plain sliding-window reference; auto: dense.",
+            "dense: fully convolutional (fast); sliding: the plain sliding-window reference; auto: dense, "
+            "or sliding at strides of a whole window or more (as fast there, and exact).",
             advanced=True,
         )
         self._add(

@@ -54,6 +54,7 @@ def _check_grid(layer: QgsRasterLayer, source: QgsRasterLayer) -> None:
 
 def test_provider_and_algorithm_metadata(mosaic_plugin) -> None:
     from mosaic.core.engine.request import SceneRequest
+    from mosaic.core.fewshot.finetune import FinetuneConfig
 
     registry = QgsApplication.processingRegistry()
     provider = registry.providerById("mosaic")
@@ -68,7 +69,9 @@ def test_provider_and_algorithm_metadata(mosaic_plugin) -> None:
             assert param.help(), f"{alg.id()} {param.name()} has no help text"
         assert alg.parameterDefinition("MODEL").defaultValue().endswith("mosaic-small-ben19.json")
         assert alg.parameterDefinition("DEVICE").defaultValue() == "auto"
-        assert alg.parameterDefinition("BATCH_SIZE").defaultValue() == SceneRequest.batch_size  # the engine's
+        # the engine's windows per encoder call; fine-tuning's: patches per training step
+        want = FinetuneConfig.batch_size if alg.name() == "finetune" else SceneRequest.batch_size
+        assert alg.parameterDefinition("BATCH_SIZE").defaultValue() == want
         ok, message = alg.canExecute()
         assert ok, message
 
