@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {train,evaluate,export,demo,classify,embed,finetune}`` (run from the plugin folder).
+"""Command line: ``python -m core {train,evaluate,thresholds,export,demo,classify,embed,finetune}`` (run from the plugin folder).
 
 Runs unchanged under ``torchrun --nproc_per_node=N -m core train ...``.
 """
@@ -144,15 +144,47 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_thresholds(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data.reben import ReBenPatches
+    from .device import resolve_device
+    from .eval.metrics import multilabel_metrics
+    from .eval.predict import predict
+    from .eval.thresholds import DEFAULT, FLOOR, choose_thresholds
+    from .io.model_file import load_model, update_card
+
+    dev = resolve_device(a.device)
+    model, _ = load_model(a.model, dev)
+    classes = tuple(model.cfg.classes)
+    mods = a.modalities or [m for m in ("s2", "s1") if m in model.cfg.modalities]
+    out = predict(model, ReBenPatches(a.data, a.splits, classes=classes), mods, 32, dev)
+    values = choose_thresholds(out["labels"], out["probs"], a.min_positives)
+    path = update_card(a.model, {"decision_thresholds": {
+        "values": dict(zip(classes, values)), "chosen_on": {"data_name": Path(a.data).name, "splits": list(a.splits),
+                                                            "modalities": mods, "patches": int(len(out["labels"]))},
+        "rule": f"per class, the F1-maximising threshold (at least {FLOOR}); {DEFAULT} where the class has fewer "
+                f"than {a.min_positives} positives"}})
+    for name, t in (("0.5", 0.5), ("the new thresholds", np.asarray(values))):
+        m = multilabel_metrics(out["labels"], out["probs"], classes, threshold=t)
+        print(f"{'+'.join(a.splits)} at {name}: F1 macro {100 * m['f1_macro']:.1f}  F1 micro {100 * m['f1_micro']:.1f}"
+              f"  (the patches the thresholds were chosen on: score them on another split with evaluate)")
+    print(f"{sum(v != DEFAULT for v in values)} of {len(values)} classes have their own threshold; card written: {path}")
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .eval.evaluate import evaluate_model, summary_line
     from .io.model_file import load_model
     from .device import resolve_device
 
     dev = resolve_device(a.device)
+    from .eval.thresholds import card_thresholds
+
     model, card = load_model(a.model, dev)
     mods = a.modalities or [m for m in ("s2", "s1") if m in model.cfg.modalities]
-    r = evaluate_model(model, a.data, a.splits, mods, a.protocol, a.train_splits, a.label_fraction, a.seed, str(dev))
+    r = evaluate_model(model, a.data, a.splits, mods, a.protocol, a.train_splits, a.label_fraction, a.seed, str(dev),
+                       thresholds=card_thresholds(card, model.cfg.classes))
     r["model"] = str(a.model)
     print(summary_line(r))
     c = r["clusters"]
@@ -223,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     e.add_argument("--out", help="write the metrics as JSON here")
     e.set_defaults(func=cmd_evaluate)
+    h = sub.add_parser("thresholds", help="choose per-class decision thresholds on a split, store them in the card",
+                       description="Per class, the probability threshold that maximises F1 on --splits (a validation "
+                                   "split), written to the model card; the multi-hot output and evaluate use them.")
+    h.add_argument("--model", required=True, help="model file (NAME.safetensors + NAME.json); its card is updated")
+    h.add_argument("--data", default=str(SAMPLE_REBEN), help="folder in reBEN layout (default: bundled sample)")
+    h.add_argument("--splits", nargs="+", default=["validation"], help="splits to choose on (default: validation)")
+    h.add_argument("--modalities", nargs="+", choices=["s2", "s1"], help="inputs to use (default: all the model has)")
+    h.add_argument("--min-positives", type=positive_int, default=3,
+                   help="classes with fewer positives keep 0.5 (default: 3)")
+    h.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    h.set_defaults(func=cmd_thresholds)
     x = sub.add_parser("export", help="turn a run's checkpoint into a model file",
                        description="Export OUT/checkpoint.* of a run as NAME.safetensors + NAME.json.")
     x.add_argument("--run", required=True, help="run folder holding checkpoint.safetensors + checkpoint.json")

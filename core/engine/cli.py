@@ -24,7 +24,7 @@ Band names come from the band descriptions (B2, B02, "B2 (blue)", VV, VH) unless
 the preset S2-13 is the 13-band Sentinel-2 order (B01..B8A, B09, B10, B11, B12; B10 ignored).
 
 Output encodings: probabilities uint8 = round(p * 250) (255 = no data) or float32;
-dominant = class index (colour table); multihot = bit k set when class k has p >= 0.5
+dominant = class index (colour table); multihot = bit k set when class k has p >= its threshold (card, else 0.5)
 (all bits set = no data); uncertainty = mean binary entropy in bits (0..1);
 embeddings = one float32 band per dimension; clusters = K-means index (colour table).
 Window outputs are --stride reference pixels wide (10 m x stride), each the model's answer for
@@ -104,7 +104,8 @@ def _add_outputs(p: argparse.ArgumentParser, classify: bool) -> None:
         g.add_argument("--probability-dtype", default="uint8", choices=["uint8", "float32"],
                        help="uint8 = round(p * 250), 255 = no data; float32 = p (default: uint8)")
         g.add_argument("--dominant", metavar="TIF", help="most probable class, with a colour table")
-        g.add_argument("--multihot", metavar="TIF", help="bit k set when class k has p >= 0.5")
+        g.add_argument("--multihot", metavar="TIF", help="bit k set when class k has p >= its threshold "
+                                                          "(the model card's decision_thresholds, else 0.5)")
         g.add_argument("--uncertainty", metavar="TIF", help="mean binary entropy of the class probabilities")
         f = p.add_argument_group("fine outputs (per 10 m pixel; a model fine-tuned from polygons: python -m core "
                                  "finetune)")

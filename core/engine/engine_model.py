@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..eval.thresholds import card_thresholds
 from ..io.model_file import load_model
 from ..models.mosaic import MosaicModel
 from ..models.resnet import BasicBlock, Bottleneck
@@ -52,6 +53,8 @@ class EngineModel:
         self.device = device
         self.card = card
         self.classes = list(model.cfg.classes)
+        # per-class decision thresholds of the multi-hot output (None: 0.5 for every class)
+        self.thresholds = card_thresholds(card, self.classes)
         self.colors = [c.get("color", "#808080") for c in card.get("classes", [])] or None
         self.stride = model.output_stride
         self.dim = model.feature_dim

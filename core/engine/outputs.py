@@ -32,9 +32,12 @@ def output_specs(req: SceneRequest, em: EngineModel, mods: Sequence[str], tags: 
                                categorical=True, tags={**tags, **{f"class_{i}": c for i, c in enumerate(classes)}})
         elif kind == "multihot":
             dt, nd = multihot_dtype(K)
+            at = "0.5" if em.thresholds is None else "its threshold (threshold_k, from the model card)"
             specs[kind] = dict(count=1, dtype=dt, nodata=nd, descriptions=["multi-hot classes"], categorical=True,
-                               tags={**tags, "encoding": "bit k set = class k has p >= 0.5",
-                                     **{f"bit_{i}": c for i, c in enumerate(classes)}})
+                               tags={**tags, "encoding": f"bit k set = class k has p >= {at}",
+                                     **{f"bit_{i}": c for i, c in enumerate(classes)},
+                                     **({} if em.thresholds is None else
+                                        {f"threshold_{i}": f"{t:g}" for i, t in enumerate(em.thresholds)})})
         elif kind == "uncertainty":
             specs[kind] = dict(count=1, dtype="float32", nodata=float("nan"),
                                descriptions=["mean binary entropy (bits)"], tags=tags)
@@ -78,7 +81,9 @@ def write_fine(outs: dict[str, OutputRaster], row0: int, col0: int, arrays: dict
         outs[kind].write(a, row0, col0)
 
 
-def write_block(outs: dict[str, OutputRaster], blk: W.Block, probs, emb, valid, K: int, pdtype: str) -> None:
+def write_block(outs: dict[str, OutputRaster], blk: W.Block, probs, emb, valid, K: int, pdtype: str,
+                thresholds: np.ndarray | None = None) -> None:
+    """A block's window outputs; ``thresholds`` [K]: the multi-hot output's (None: 0.5)."""
     shape = (blk.rows, blk.cols)
     for kind, o in outs.items():
         if kind == "clusters" or kind in FINE_KINDS:
@@ -99,7 +104,8 @@ def write_block(outs: dict[str, OutputRaster], blk: W.Block, probs, emb, valid, 
             a = probs.argmax(0).astype(np.uint8)[None]
             a[:, inv] = 255
         elif kind == "multihot":
-            bits = (probs >= 0.5).astype(np.uint64) << np.arange(K, dtype=np.uint64)[:, None, None]
+            at = 0.5 if thresholds is None else thresholds.astype(probs.dtype)[:, None, None]
+            bits = (probs >= at).astype(np.uint64) << np.arange(K, dtype=np.uint64)[:, None, None]
             a = bits.sum(0).astype(o.ds.dtypes[0])[None]
             a[:, inv] = o.ds.nodata
         elif kind == "uncertainty":
@@ -145,6 +151,7 @@ class OutputSet:
     def __init__(self, plan, em: EngineModel) -> None:
         req = plan.req
         self.req, self.specs, self.K = req, plan.specs, len(em.classes)
+        self.thresholds = em.thresholds
         self.grid_args, self.tags = plan.grid_args, plan.tags
         self.outs: dict[str, OutputRaster] = {}
         self.tmp_emb: OutputRaster | None = None
@@ -167,7 +174,7 @@ class OutputSet:
 
     def write_block(self, blk: W.Block, probs: np.ndarray | None, emb: np.ndarray | None, valid: np.ndarray) -> None:
         """A block's window outputs (``engine_model.head_outputs``); adds its embeddings to the sample."""
-        write_block(self.outs, blk, probs, emb, valid, self.K, self.req.probability_dtype)
+        write_block(self.outs, blk, probs, emb, valid, self.K, self.req.probability_dtype, self.thresholds)
         self.given["window"][0] += 0 if probs is None else int(valid.sum())
         self.given["window"][1] += blk.rows * blk.cols
         if self.tmp_emb is not None:

@@ -8,7 +8,8 @@ place (``os.replace``) only when the whole run succeeded; ``abort`` deletes it. 
   ``float32``: p in [0, 1], NaN = no data.
 - dominant: uint8 index of the most probable class (0-based, in the model's class order,
   colour table from the model card), 255 = no data.
-- multihot: bit k (value 2**k) set when class k has p >= 0.5; uint8/uint16/uint32 by the
+- multihot: bit k (value 2**k) set when class k has p >= its threshold (the model card's
+  ``decision_thresholds``, else 0.5); uint8/uint16/uint32 by the
   number of classes; the all-ones value (255 / 65535 / 4294967295) = no data.
 - uncertainty: float32 in [0, 1], the mean binary entropy (bits) of the per-class
   probabilities: 0 = every class certain, 1 = every class at p = 0.5; NaN = no data.

@@ -22,9 +22,10 @@ def _nan_to_none(x: float) -> float | None:
 
 
 def multilabel_metrics(
-    y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str], threshold: float = 0.5
+    y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str], threshold: float | np.ndarray = 0.5
 ) -> dict:
-    """AP macro/micro, F1 macro/micro and per-class AP/F1 for probabilities ``scores`` [N, K]."""
+    """AP macro/micro, F1 macro/micro and per-class AP/F1 for probabilities ``scores`` [N, K];
+    F1 predicts a class at ``threshold`` and above (one for all, or [K] per class)."""
     y_true = np.asarray(y_true).astype(int)
     scores = np.asarray(scores, dtype=np.float64)
     if y_true.shape != scores.shape or y_true.shape[1] != len(classes):

@@ -105,6 +105,16 @@ def save_model(
     return wpath, cpath
 
 
+def update_card(path: str | Path, fields: dict[str, Any]) -> Path:
+    """Set ``fields`` in the card of the model file ``path`` (the weights are left as they are);
+    the card is replaced whole or not at all."""
+    card = read_card(path)
+    card.update(fields)
+    _, cpath = model_paths(path)
+    os.replace(_atomic_write(cpath, lambda p: p.write_text(json.dumps(card, indent=2))), cpath)
+    return cpath
+
+
 def read_card(path: str | Path) -> dict[str, Any]:
     """The JSON card of a model file, checked to be a MoSAiC card."""
     _, cpath = model_paths(path)
