@@ -41,9 +41,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "the rest still feed the self-supervised terms (default: 1.0)")
     g.add_argument("--modalities", nargs="+", default=["s2", "s1"], choices=["s2", "s1"],
                    help="input streams: s2 (optical), s1 (SAR) or both (default: both)")
-    g.add_argument("--unlabelled-scene", nargs=2, action="append", metavar=("S2_TIF", "S1_TIF"), default=[],
-                   help="a co-registered 13-band S2 + VV/VH S1 scene cut into unlabelled 120x120 windows "
-                        "for the self-supervised terms (repeatable)")
+    g.add_argument("--unlabelled-scene", nargs=2, action="append", metavar=("S2", "S1"), default=[],
+                   help="an S2 + S1 scene (each a raster or a folder of band files, bands found by name; "
+                        "the baseline 04.00 offset subtracted) cut into unlabelled 120x120 windows for the "
+                        "self-supervised terms (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="small", choices=MODELS,
                    help="architecture: small (ResNet-18 at width 16, trains on 2 CPU cores), resnet18, "
@@ -109,14 +110,23 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .train.loop import train
 
     cfg = _train_config(a)
-    dataset = None
+    dataset, scenes = None, []
     if a.unlabelled_scene:
         from .data.reben import ReBenPatches
         from .data.scene_windows import PooledPatches, SceneWindows
 
         parts = [ReBenPatches(cfg.data, cfg.splits, cfg.label_fraction, cfg.seed)]
-        parts += [SceneWindows(s2, s1) for s2, s1 in a.unlabelled_scene]
+        for s2, s1 in a.unlabelled_scene:
+            parts.append(SceneWindows(s2, s1))
+            w = parts[-1]
+            print(f"scene {Path(s2).name}: {len(w)} windows, optical {w.level or 'level unknown'}"
+                  + (f", offset {w.offset:g} DN subtracted ({w.note})" if w.offset else ""))
+            if w.level != "L2A":  # the labelled reBEN patches are L2A: the same warning as classify gives
+                print(f"warning: the optical input of {Path(s2).name} is {w.level or 'of unknown level'}, the "
+                      f"labelled patches are L2A: its windows add top-of-atmosphere (or unknown) reflectance")
         dataset = PooledPatches(parts)
+        scenes = [{"optical": Path(s2).name, "sar": Path(s1).name, "windows": len(w), "level": w.level,
+                   "offset": w.offset} for (s2, s1), w in zip(a.unlabelled_scene, parts[1:])]
         print(f"training pool: {len(parts[0])} reBEN patches + {len(dataset) - len(parts[0])} unlabelled scene windows")
     res = train(cfg, dataset)
     if D.rank() != 0:
@@ -132,7 +142,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             "config": cfg.to_dict(),
             "command": " ".join(sys.argv),
             "data_name": Path(cfg.data).name,
-            "unlabelled_scenes": [[Path(x).name for x in pair] for pair in a.unlabelled_scene],
+            "unlabelled_scenes": scenes,
             "seconds": round(res.seconds, 1),
             "history": res.history,
         },

@@ -17,7 +17,7 @@ import pytest
 from tests.synthetic import write_s2_s1
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = 1024  # a run of several seconds on 2 cores: long enough to be caught in the middle
+SIZE = 2048  # a run of seconds on 2 cores (1024 px became too quick to catch mid-run under load)
 
 
 @pytest.fixture(scope="module")
