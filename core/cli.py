@@ -43,7 +43,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="input streams: s2 (optical), s1 (SAR) or both (default: both)")
     g.add_argument("--unlabelled-scene", nargs=2, action="append", metavar=("S2", "S1"), default=[],
                    help="an S2 + S1 scene (each a raster or a folder of band files, bands found by name; "
-                        "the baseline 04.00 offset subtracted) cut into unlabelled 120x120 windows for the "
+                        "the baseline 04.00 offset subtracted; S1 '-' for an optical-only scene, which feeds the "
+                        "optical intra-modal term only) cut into unlabelled 120x120 windows for the "
                         "self-supervised terms (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="small", choices=MODELS,
@@ -117,9 +118,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
         parts = [ReBenPatches(cfg.data, cfg.splits, cfg.label_fraction, cfg.seed)]
         for s2, s1 in a.unlabelled_scene:
-            parts.append(SceneWindows(s2, s1))
+            parts.append(SceneWindows(s2, None if s1 == "-" else s1))
             w = parts[-1]
-            print(f"scene {Path(s2).name}: {len(w)} windows, optical {w.level or 'level unknown'}"
+            print(f"scene {Path(s2).name}: {len(w)} windows{'' if w.has_s1 else ' (optical only)'}, "
+                  f"optical {w.level or 'level unknown'}"
                   + (f", offset {w.offset:g} DN subtracted ({w.note})" if w.offset else ""))
             if w.level != "L2A":  # the labelled reBEN patches are L2A: the same warning as classify gives
                 print(f"warning: the optical input of {Path(s2).name} is {w.level or 'of unknown level'}, the "

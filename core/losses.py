@@ -84,8 +84,15 @@ def _normalised(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return total * world_size() / n.clamp_min(1.0)
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """SimCLR NT-Xent between two views [n, d] of the same local patches."""
+def _present(ok: torch.Tensor | None, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(local [n], gathered [N]) bool: which patches have the modality (all, when ``ok`` is None)."""
+    local = torch.ones(n, dtype=torch.bool, device=like.device) if ok is None else ok.to(like.device).bool()
+    return local, gather_with_grad(local.float()).bool()
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1, present: torch.Tensor | None = None) -> torch.Tensor:
+    """SimCLR NT-Xent between two views [n, d] of the same local patches; ``present`` [n]: the
+    patches that have this modality (the others are neither anchors nor candidates)."""
     _same_shape("nt_xent", z1, z2)
     n = z1.shape[0]
     cand = torch.cat([gather_with_grad(z1), gather_with_grad(z2)])
@@ -100,24 +107,34 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1) -> torch.Tenso
     weights[rows, other] = 1.0
     exclude = torch.zeros_like(weights, dtype=torch.bool)
     exclude[rows, own] = True
+    ok, g_ok = _present(present, n, z1)
+    c_ok = torch.cat([g_ok, g_ok])
+    weights = weights * torch.cat([ok, ok])[:, None] * c_ok[None, :]
+    exclude |= ~c_ok[None, :]
     total, count = weighted_contrastive(anchors, cand, weights, tau, exclude)
     return _normalised(total, count)
 
 
-def clip_info_nce(za: torch.Tensor, zb: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """Symmetric InfoNCE between two modalities [n, d] of the same local patches."""
+def clip_info_nce(za: torch.Tensor, zb: torch.Tensor, tau: float = 0.1, present: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """Symmetric InfoNCE between two modalities [n, d] of the same local patches; ``present``
+    [n]: the patches that have both (the others are neither anchors nor candidates)."""
     _same_shape("clip_info_nce", za, zb)
     n = za.shape[0]
     ga, gb = gather_with_grad(za), gather_with_grad(zb)
     weights = torch.zeros(n, ga.shape[0], device=za.device, dtype=_wide(za).dtype)
     weights[torch.arange(n), torch.arange(n) + rank() * n] = 1.0
-    ta, ca = weighted_contrastive(za, gb, weights, tau)
-    tb, cb = weighted_contrastive(zb, ga, weights, tau)
+    ok, g_ok = _present(present, n, za)
+    weights = weights * ok[:, None] * g_ok[None, :]
+    exclude = ~g_ok[None, :].expand(n, -1)
+    ta, ca = weighted_contrastive(za, gb, weights, tau, exclude)
+    tb, cb = weighted_contrastive(zb, ga, weights, tau, exclude)
     return 0.5 * (_normalised(ta, ca) + _normalised(tb, cb))
 
 
 def multilabel_supcon(
-    views: list[torch.Tensor], labels: torch.Tensor, labelled: torch.Tensor, tau: float = 0.1
+    views: list[torch.Tensor], labels: torch.Tensor, labelled: torch.Tensor, tau: float = 0.1,
+    view_present: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Jaccard-weighted SupCon over every view/modality embedding [n, d] of the labelled patches.
 
@@ -126,6 +143,8 @@ def multilabel_supcon(
             so positives arise within and across modalities.
         labels: [n, C] multi-hot.
         labelled: [n] bool; unlabelled patches are neither anchors nor candidates.
+        view_present: per view, [n] bool: the patches that have that view's modality (the
+            others' embeddings of it are neither anchors nor candidates); default all.
     """
     _same_shape("multilabel_supcon", *views)
     v = len(views)
@@ -136,10 +155,11 @@ def multilabel_supcon(
     anchors = torch.cat(views)
     labels = labels.to(_wide(views[0]).dtype)
     a_lab = labels.repeat(v, 1)
-    a_ok = labelled.repeat(v)
+    has = [_present(None if view_present is None else view_present[k], n, labels) for k in range(v)]
+    a_ok = labelled.bool().repeat(v) & torch.cat([h[0] for h in has])
     cand = torch.cat([gather_with_grad(x) for x in views])
     g_lab = gather_with_grad(labels).repeat(v, 1)
-    g_ok = gather_with_grad(labelled.float()).bool().repeat(v)
+    g_ok = gather_with_grad(labelled.float()).bool().repeat(v) & torch.cat([h[1] for h in has])
     big = g_lab.shape[0] // v
     weights = jaccard(a_lab, g_lab) * a_ok[:, None] * g_ok[None, :]
     own = (torch.arange(n, device=labels.device) + rank() * n).repeat(v) + torch.arange(v, device=labels.device).repeat_interleave(n) * big
@@ -190,24 +210,33 @@ def mosaic_loss(
     labelled: torch.Tensor,
     w: LossWeights,
     tau: float = 0.1,
+    has: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """All terms and their weighted total.
 
     Args:
         z: per modality ('s2', 's1'), the L2-normalised projections of the two views.
         logits: fused classifier logits of each view.
+        has: per modality, [n] bool: the patches that have it (default: all). An optical-only
+            scene window feeds the optical intra-modal term and nothing that needs SAR.
     """
     dev = labels.device
     out: dict[str, torch.Tensor] = {}
     zero = torch.zeros((), device=dev)
     mods = [m for m in ("s2", "s1") if m in z]
-    out["intra"] = sum((nt_xent(z[m][0], z[m][1], tau) for m in mods), zero) / max(len(mods), 1) if w.intra else zero
+    has = {m: (has or {}).get(m) for m in mods}
+    out["intra"] = sum((nt_xent(z[m][0], z[m][1], tau, has[m]) for m in mods), zero) / max(len(mods), 1) \
+        if w.intra else zero
     if w.inter and len(mods) == 2:
-        out["inter"] = 0.5 * sum(clip_info_nce(z["s2"][k], z["s1"][k], tau) for k in range(2))
+        both = None if has["s2"] is None and has["s1"] is None else \
+            _present(has["s2"], labels.shape[0], labels)[0] & _present(has["s1"], labels.shape[0], labels)[0]
+        out["inter"] = 0.5 * sum(clip_info_nce(z["s2"][k], z["s1"][k], tau, both) for k in range(2))
     else:
         out["inter"] = zero
     views = [t for m in mods for t in z[m]]
-    out["supcon"] = multilabel_supcon(views, labels, labelled, tau) if w.supcon else zero
+    present = [has[m] for m in mods for _ in z[m]]
+    out["supcon"] = multilabel_supcon(views, labels, labelled, tau, None if all(p is None for p in present)
+                                      else present) if w.supcon else zero
     out["bce"] = sum(masked_bce(lg, labels, labelled) for lg in logits) / len(logits) if w.bce else zero
     out["total"] = w.intra * out["intra"] + w.inter * out["inter"] + w.supcon * out["supcon"] + w.bce * out["bce"]
     return out

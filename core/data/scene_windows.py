@@ -1,4 +1,4 @@
-"""Unlabelled training windows cut from a co-registered S1 + S2 scene.
+"""Unlabelled training windows cut from a co-registered S1 + S2 scene, or an S2-only one.
 
 Contrastive terms need no labels, so real scenes add images where labels are scarce.
 Each input is a raster or a folder of single-band files (Major-TOM, SSL4EO-S12, a SAFE
@@ -81,12 +81,14 @@ def scene_bands(source: str | Path, modality: str, tmp: str, explicit: Sequence[
 class SceneWindows(torch.utils.data.Dataset):
     """Normalised unlabelled (s2, s1) windows of one scene, held in memory (small scenes only).
 
-    ``level`` and ``offset`` say how the optical input was read (``scene_bands``)."""
+    ``level`` and ``offset`` say how the optical input was read (``scene_bands``). Without a SAR
+    input (``s1_path`` None) the windows are optical only (``has_s1`` False): they feed the
+    optical intra-modal term, and the SAR encoder never sees them (``MosaicModel.features``)."""
 
     def __init__(
         self,
         s2_path: str | Path,
-        s1_path: str | Path,
+        s1_path: str | Path | None,
         s2_file_bands: Sequence[str] | None = None,
         window: int = 120,
         stride: int = 60,
@@ -95,9 +97,10 @@ class SceneWindows(torch.utils.data.Dataset):
     ) -> None:
         self.classes = tuple(classes)
         with tempfile.TemporaryDirectory(prefix="mosaic-scene-") as tmp:
-            b2, b1 = scene_bands(s2_path, "s2", tmp, s2_file_bands), scene_bands(s1_path, "s1", tmp)
-            self.level, self.offset, self.note = b2.level, b2.offset, b2.note
-            with rasterio.open(b2.path) as s2src, rasterio.open(b1.path) as s1src:
+            b2 = scene_bands(s2_path, "s2", tmp, s2_file_bands)
+            b1 = scene_bands(s1_path, "s1", tmp) if s1_path is not None else None
+            self.level, self.offset, self.note, self.has_s1 = b2.level, b2.offset, b2.note, b1 is not None
+            with rasterio.open(b2.path) as s2src:
                 dst_crs = s2src.crs if s2src.crs.is_projected else utm_crs_for(s2src.bounds, s2src.crs)
                 transform, width, height = calculate_default_transform(
                     s2src.crs, dst_crs, s2src.width, s2src.height, *s2src.bounds, resolution=10.0
@@ -106,8 +109,12 @@ class SceneWindows(torch.utils.data.Dataset):
                 with WarpedVRT(s2src, resampling=Resampling.bilinear, src_nodata=0, nodata=np.nan,
                                dtype="float32", **grid) as v:
                     s2 = v.read(b2.indexes) - np.float32(b2.offset)
-                with WarpedVRT(s1src, resampling=Resampling.bilinear, nodata=np.nan, dtype="float32", **grid) as v:
+            if b1 is not None:
+                with rasterio.open(b1.path) as s1src, WarpedVRT(s1src, resampling=Resampling.bilinear, nodata=np.nan,
+                                                                dtype="float32", **grid) as v:
                     s1 = v.read(b1.indexes)
+            else:  # a placeholder the SAR encoder never sees
+                s1 = np.zeros((len(S1_BANDS), height, width), np.float32)
         valid = np.isfinite(s2).all(0) & np.isfinite(s1).all(0)
         s2n, s1n = normalize(s2, "s2"), normalize(s1, "s1")
         self.windows: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -125,8 +132,8 @@ class SceneWindows(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         s2, s1 = self.windows[i]
-        return {"s2": s2, "s1": s1, "label": torch.zeros(len(self.classes)),
-                "labelled": torch.tensor(False), "index": torch.tensor(i)}
+        return {"s2": s2, "s1": s1, "label": torch.zeros(len(self.classes)), "labelled": torch.tensor(False),
+                "index": torch.tensor(i), "has_s2": torch.tensor(True), "has_s1": torch.tensor(self.has_s1)}
 
 
 class PooledPatches(torch.utils.data.ConcatDataset):

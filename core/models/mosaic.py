@@ -16,6 +16,7 @@ from torch import nn
 
 from ..data.bands import BEN19_CLASSES, S1_BANDS, S2_BANDS
 from .pixel_head import PixelHead
+from ..distributed import is_distributed
 from .resnet import ResNetEncoder
 
 MODALITIES = ("s2", "s1")
@@ -146,15 +147,30 @@ class MosaicModel(nn.Module):
     def output_stride(self) -> int:
         return next(iter(self.encoders.values())).output_stride
 
-    def features(self, s2: torch.Tensor | None = None, s1: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Globally pooled encoder features per given modality, [B, feature_dim] each."""
+    def features(self, s2: torch.Tensor | None = None, s1: torch.Tensor | None = None,
+                 has: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Globally pooled encoder features per given modality, [B, feature_dim] each.
+
+        ``has[m]`` [B] bool: the samples that have modality m (an optical-only scene window has
+        no SAR). Only those go through m's encoder, so its BatchNorm statistics never see the
+        placeholder input of the others, whose features are zeros."""
         given = {m: x for m, x in (("s2", s2), ("s1", s1)) if x is not None}
         if not given:
             raise ValueError("no modality given: pass an optical (s2) and/or a SAR (s1) input")
         missing = [m for m in given if m not in self.encoders]
         if missing:
             raise ValueError(f"this model has no {missing[0]} encoder (it takes {list(self.encoders)})")
-        return {m: self.encoders[m](x).mean(dim=(2, 3)) for m, x in given.items()}
+        out = {}
+        for m, x in given.items():
+            keep = None if has is None or has.get(m) is None else has[m].to(x.device).bool()
+            if keep is None or bool(keep.all()):
+                out[m] = self.encoders[m](x).mean(dim=(2, 3))
+            elif bool(keep.any()) or is_distributed():  # every rank runs it: BatchNorm all-reduces its statistics
+                y = self.encoders[m](x[keep]).mean(dim=(2, 3))
+                out[m] = y.new_zeros(x.shape[0], y.shape[1]).index_put((keep.nonzero().squeeze(1),), y)
+            else:
+                out[m] = x.new_zeros(x.shape[0], self.encoders[m].out_channels)
+        return out
 
     def embedding(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """The patch embedding for probes and clustering: L2-normalised features, concatenated in S2, S1 order."""
@@ -165,8 +181,9 @@ class MosaicModel(nn.Module):
         s2: torch.Tensor | None = None,
         s1: torch.Tensor | None = None,
         present: dict[str, torch.Tensor] | None = None,
+        has: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, Any]:
-        """Returns ``{'feat': {m: [B,D]}, 'z': {m: [B,P]}, 'logits': [B,K]}``."""
-        feats = self.features(s2, s1)
+        """Returns ``{'feat': {m: [B,D]}, 'z': {m: [B,P]}, 'logits': [B,K]}``; ``has``: see ``features``."""
+        feats = self.features(s2, s1, has)
         z = {m: F.normalize(self.projectors[m](f), dim=1) for m, f in feats.items()}
         return {"feat": feats, "z": z, "logits": self.head(feats, present)}

@@ -152,11 +152,14 @@ def train(
             present = {m: batch[f"present_{m}"].repeat(2).to(device) for m in mods}
             labels = batch["label"].to(device)
             labelled = batch["labelled"].to(device)
+            has = {m: batch[f"has_{m}"].to(device) for m in mods}
+            has2 = {m: h.repeat(2) for m, h in has.items()}
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                o = net(inputs.get("s2"), inputs.get("s1"), present)
+                o = net(inputs.get("s2"), inputs.get("s1"), present, None if all(bool(h.all()) for h in has.values())
+                        else has2)
             z = {m: [o["z"][m][:b].float(), o["z"][m][b:].float()] for m in mods}
             logits = [o["logits"][:b], o["logits"][b:]]
-            terms = mosaic_loss(z, logits, labels, labelled, weights, cfg.tau)
+            terms = mosaic_loss(z, logits, labels, labelled, weights, cfg.tau, has)
             opt.zero_grad(set_to_none=True)
             scaler.scale(terms["total"]).backward()
             scaler.step(opt)

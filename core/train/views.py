@@ -36,6 +36,10 @@ class TwoViews(torch.utils.data.Dataset):
         g = view_generator(self.seed, self.epoch, i, 99)
         drop = float(torch.rand((), generator=g)) < self.modality_dropout
         which = int(torch.randint(0, 2, (), generator=g))
-        out["present_s2"] = torch.tensor(0.0 if drop and which == 0 else 1.0)
-        out["present_s1"] = torch.tensor(0.0 if drop and which == 1 else 1.0)
+        has = {m: float(item.get(f"has_{m}", 1.0)) for m in ("s2", "s1")}  # an optical-only scene window lacks s1
+        if not all(has.values()):
+            drop = False  # never take away the one modality it has
+        out["has_s2"], out["has_s1"] = torch.tensor(has["s2"] > 0), torch.tensor(has["s1"] > 0)
+        out["present_s2"] = torch.tensor(0.0 if (drop and which == 0) or not has["s2"] else 1.0)
+        out["present_s1"] = torch.tensor(0.0 if (drop and which == 1) or not has["s1"] else 1.0)
         return out

@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mosaic.core.losses import (
     LossWeights,
@@ -510,3 +511,33 @@ def test_mosaic_objective_is_weighted_sum_of_references(seed: int) -> None:
     for key, ref in (("intra", intra), ("inter", inter), ("supcon", sup), ("bce", bce)):
         torch.testing.assert_close(out[key].double(), ref.detach(), **tol)
     assert math.isfinite(out["total"].item())
+
+
+def test_patches_without_a_modality_leave_its_terms_as_if_they_were_not_in_the_batch():
+    """An optical-only scene window in a batch: its (zero-input) SAR embedding must not count as
+    an anchor, a positive or a negative of the SAR and inter-modal terms."""
+    g = torch.Generator().manual_seed(3)
+    n, d = 10, 8
+    z = {m: [F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1) for _ in range(2)]
+         for m in ("s2", "s1")}
+    labels = (torch.rand(n, 5, generator=g) > 0.6).double()
+    labelled = torch.rand(n, generator=g) > 0.3
+    has_s1 = torch.tensor([True, False, True, True, False, True, True, True, False, True])
+    keep = has_s1.nonzero().squeeze(1)
+    assert torch.allclose(nt_xent(z["s1"][0], z["s1"][1], 0.1, has_s1),
+                          nt_xent(z["s1"][0][keep], z["s1"][1][keep], 0.1))
+    assert torch.allclose(clip_info_nce(z["s2"][0], z["s1"][0], 0.1, has_s1),
+                          clip_info_nce(z["s2"][0][keep], z["s1"][0][keep], 0.1))
+    # SupCon: the SAR views of patches without SAR drop out; their optical views stay
+    views = [z["s2"][0], z["s2"][1], z["s1"][0], z["s1"][1]]
+    ones = torch.ones(n, dtype=torch.bool)
+    masked = multilabel_supcon(views, labels, labelled, 0.1, [ones, ones, has_s1, has_s1])
+    assert torch.isfinite(masked) and not torch.allclose(masked, multilabel_supcon(views, labels, labelled, 0.1))
+    # every view present is the default
+    lab_all = multilabel_supcon(views, labels, labelled, 0.1, [ones, ones, ones, ones])
+    assert torch.allclose(lab_all, multilabel_supcon(views, labels, labelled, 0.1))
+    w = LossWeights.preset("mosaic")
+    terms = mosaic_loss(z, [torch.zeros(n, 5), torch.zeros(n, 5)], labels, labelled, w, 0.1,
+                        {"s2": ones, "s1": has_s1})
+    want_intra = 0.5 * (nt_xent(z["s2"][0], z["s2"][1], 0.1) + nt_xent(z["s1"][0][keep], z["s1"][1][keep], 0.1))
+    assert torch.allclose(terms["intra"], want_intra) and torch.isfinite(terms["total"])

@@ -68,3 +68,35 @@ def test_spain_reads_as_before_and_a_baseline_04_product_is_shifted(tmp_path):
 
     step = (w[0]["s2"] - shifted[0]["s2"]).flatten(1).median(dim=1).values.numpy()  # no-data is 0 in both
     np.testing.assert_allclose(step, 1000.0 / np.array(S2_STD), rtol=1e-4)
+
+
+def test_an_optical_only_scene_trains_its_optical_stream_and_leaves_sar_alone(tmp_path):
+    import torch
+
+    from core.data.reben import ReBenPatches
+    from core.data.scene_windows import PooledPatches
+    from core.models.mosaic import ModelConfig, MosaicModel
+    from core.paths import SAMPLE_REBEN
+    from core.train.config import TrainConfig
+    from core.train.loop import train
+
+    w = SceneWindows(SPAIN / "Spain_7370579_S2Hand.tif", None)
+    assert not w.has_s1 and len(w) == 35 and not bool(w[0]["has_s1"])
+    # the SAR encoder sees only the samples that have SAR: its BatchNorm statistics are those of them
+    torch.manual_seed(0)
+    model = MosaicModel(ModelConfig.preset("small")).train()
+    x2, x1 = torch.randn(6, 12, 64, 64), torch.randn(6, 2, 64, 64)
+    has = {"s2": torch.ones(6, dtype=torch.bool), "s1": torch.tensor([True, True, False, True, False, False])}
+    feats = model.features(x2, x1, has)
+    assert (feats["s1"][~has["s1"]] == 0).all() and (feats["s1"][has["s1"]] != 0).any()
+    torch.manual_seed(0)  # the same initial weights
+    ref = MosaicModel(ModelConfig.preset("small")).train()
+    ref.features(None, x1[has["s1"]])
+    bn = lambda m: m.encoders["s1"].bn1.running_mean  # noqa: E731
+    assert torch.allclose(bn(model), bn(ref))
+    # a short run over the reBEN sample plus the optical-only windows: every term finite
+    pool = PooledPatches([ReBenPatches(str(SAMPLE_REBEN), ("train",)), w])
+    cfg = TrainConfig(data=str(SAMPLE_REBEN), out=str(tmp_path), epochs=1, batch_size=16, seed=0, device="cpu",
+                      progress=False)
+    res = train(cfg, pool)
+    assert all(np.isfinite(v) for h in res.history for k, v in h.items() if k != "epoch")

@@ -17,7 +17,7 @@ import pytest
 from tests.synthetic import write_s2_s1
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = 2048  # a run of seconds on 2 cores (1024 px became too quick to catch mid-run under load)
+SIZE = 1024  # a run of several seconds on 2 cores: long enough to be caught in the middle
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,12 @@ def scene(tmp_path_factory) -> tuple[str, str]:
 def start(scene, out: Path, tmp: Path) -> subprocess.Popen:
     s2, s1 = scene
     env = dict(os.environ, TMPDIR=str(tmp))
+    # Ctrl-C as in a terminal: a suite started in the background (``make test &``) hands its
+    # children SIGINT ignored, and Python then keeps ignoring it, as a background job should
     return subprocess.Popen([sys.executable, "-m", "core", "classify", "--optical", s2, "--sar", s1, "--quiet",
                              "--dominant", str(out / "d.tif"), "--probabilities", str(out / "p.tif")],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_temporaries(proc: subprocess.Popen, out: Path, timeout: float = 120) -> None:
