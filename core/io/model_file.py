@@ -166,8 +166,9 @@ def init_encoder_from_state_dict(model: MosaicModel, modality: str, path: str | 
     """Initialise one encoder from a ResNet state dict saved elsewhere (safetensors).
 
     Keys may carry a prefix such as ``backbone.``/``encoder.``/``module.``; an ``fc`` head is
-    ignored. Shapes must match the encoder's (same depth, width 64 and input channels).
+    ignored; of a MoSAiC model file (a self-supervised stage's output) the ``modality``'s encoder
+    is taken. Shapes must match the encoder's (same depth, width 64 and input channels).
     """
     from .pretrained import load_resnet_state  # local: only needed for this path
 
-    load_resnet_state(model.encoders[modality], path)
+    load_resnet_state(model.encoders[modality], path, modality)

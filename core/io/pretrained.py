@@ -35,9 +35,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_resnet_state(encoder: nn.Module, path: str | Path) -> list[str]:
-    """Load matching keys into ``encoder``; returns the keys that were loaded."""
+def load_resnet_state(encoder: nn.Module, path: str | Path, modality: str | None = None) -> list[str]:
+    """Load matching keys into ``encoder``; returns the keys that were loaded. A MoSAiC model
+    file holds both encoders (``encoders.s2.*``, ``encoders.s1.*``): ``modality`` picks one."""
     state = read_state_dict(path)
+    if modality is not None and any(k.startswith("encoders.") for k in state):
+        mine = f"encoders.{modality}."
+        state = {k[len(mine):]: v for k, v in state.items() if k.startswith(mine)}
     clean: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         for pre in _PREFIXES:

@@ -42,3 +42,18 @@ def test_shapes_that_do_not_fit_are_a_clear_error(tmp_path):
     model = MosaicModel(ModelConfig.preset("resnet18"))
     with pytest.raises(ValueError, match="input bands"):  # 12-band weights into the 2-band SAR encoder
         init_encoder_from_state_dict(model, "s1", tmp_path / "r18.safetensors")
+
+
+def test_a_mosaic_model_file_gives_each_encoder_its_own_weights(tmp_path):
+    """Two-stage training: the self-supervised stage's model file initialises the next stage."""
+    from core.io.model_file import save_model
+
+    torch.manual_seed(7)
+    first = MosaicModel(ModelConfig.preset("small"))
+    w, _ = save_model(first, tmp_path / "stage1")
+    torch.manual_seed(8)
+    second = MosaicModel(ModelConfig.preset("small"))
+    for m in ("s2", "s1"):
+        init_encoder_from_state_dict(second, m, w)
+        want = first.encoders[m].state_dict()
+        assert all(torch.equal(v, want[k]) for k, v in second.encoders[m].state_dict().items())
