@@ -84,9 +84,14 @@ def _normalised(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return total * world_size() / n.clamp_min(1.0)
 
 
+def _local(ok: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    """[n] bool: which local patches have the modality (all, when ``ok`` is None)."""
+    return torch.ones(n, dtype=torch.bool, device=like.device) if ok is None else ok.to(like.device).bool()
+
+
 def _present(ok: torch.Tensor | None, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(local [n], gathered [N]) bool: which patches have the modality (all, when ``ok`` is None)."""
-    local = torch.ones(n, dtype=torch.bool, device=like.device) if ok is None else ok.to(like.device).bool()
+    """(local [n], gathered over ranks [N]) bool: which patches have the modality."""
+    local = _local(ok, n, like)
     return local, gather_with_grad(local.float()).bool()
 
 
@@ -229,7 +234,7 @@ def mosaic_loss(
         if w.intra else zero
     if w.inter and len(mods) == 2:
         both = None if has["s2"] is None and has["s1"] is None else \
-            _present(has["s2"], labels.shape[0], labels)[0] & _present(has["s1"], labels.shape[0], labels)[0]
+            _local(has["s2"], labels.shape[0], labels) & _local(has["s1"], labels.shape[0], labels)
         out["inter"] = 0.5 * sum(clip_info_nce(z["s2"][k], z["s1"][k], tau, both) for k in range(2))
     else:
         out["inter"] = zero
