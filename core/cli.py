@@ -289,10 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     d.set_defaults(func=cmd_demo)
+    from .batch.cli import add_many_commands
     from .engine.cli import add_commands
     from .fewshot.cli import add_command as add_finetune
 
     add_commands(sub)
+    add_many_commands(sub)
     add_finetune(sub)
     return p
 

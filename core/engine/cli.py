@@ -40,11 +40,14 @@ examples:
 """
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_common(p: argparse.ArgumentParser, scene_inputs: bool = True) -> None:
+    """The engine's input and inference options; ``scene_inputs`` False leaves out --optical and
+    --sar (a batch job reads them from its scene list)."""
     g = p.add_argument_group("inputs")
-    g.add_argument("--optical", nargs="+", metavar="RASTER",
-                   help="Sentinel-2 raster (multi-band stack or VRT), or one file per band")
-    g.add_argument("--sar", nargs="+", metavar="RASTER", help="Sentinel-1 raster (VV, VH), or one file per band")
+    if scene_inputs:
+        g.add_argument("--optical", nargs="+", metavar="RASTER",
+                       help="Sentinel-2 raster (multi-band stack or VRT), or one file per band")
+        g.add_argument("--sar", nargs="+", metavar="RASTER", help="Sentinel-1 raster (VV, VH), or one file per band")
     g.add_argument("--optical-bands", help="comma-separated band names in file order ('-' = ignore) "
                                            "or the preset S2-13 / S2-12 (default: from band descriptions)")
     g.add_argument("--sar-bands", help="comma-separated SAR band names in file order, e.g. VV,VH "
@@ -97,12 +100,23 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_outputs(p: argparse.ArgumentParser, classify: bool) -> None:
+def add_output_options(p: argparse.ArgumentParser, classify: bool) -> argparse._ArgumentGroup:
+    """The options of the outputs (not their paths); the group, for the paths."""
     g = p.add_argument_group("outputs (at least one)")
     if classify:
-        g.add_argument("--probabilities", metavar="TIF", help="class probabilities, one band per class")
         g.add_argument("--probability-dtype", default="uint8", choices=["uint8", "float32"],
                        help="uint8 = round(p * 250), 255 = no data; float32 = p (default: uint8)")
+    g.add_argument("--k", type=int, default=8, help="number of clusters (default: 8)")
+    g.add_argument("--cluster-sample", type=int, default=20000,
+                   help="embeddings sampled to fit MiniBatchKMeans (default: 20000)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the sample and of K-means (default: 0)")
+    return g
+
+
+def _add_outputs(p: argparse.ArgumentParser, classify: bool) -> None:
+    g = add_output_options(p, classify)
+    if classify:
+        g.add_argument("--probabilities", metavar="TIF", help="class probabilities, one band per class")
         g.add_argument("--dominant", metavar="TIF", help="most probable class, with a colour table")
         g.add_argument("--multihot", metavar="TIF", help="bit k set when class k has p >= its threshold "
                                                           "(the model card's decision_thresholds, else 0.5)")
@@ -116,10 +130,6 @@ def _add_outputs(p: argparse.ArgumentParser, classify: bool) -> None:
                        help="entropy of the pixel head's probabilities over log(classes): 0 sure, 1 undecided")
     g.add_argument("--embeddings", metavar="TIF", help="embeddings, one float32 band per dimension")
     g.add_argument("--clusters", metavar="TIF", help="K-means clusters of the embeddings, with a colour table")
-    g.add_argument("--k", type=int, default=8, help="number of clusters (default: 8)")
-    g.add_argument("--cluster-sample", type=int, default=20000,
-                   help="embeddings sampled to fit MiniBatchKMeans (default: 20000)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the sample and of K-means (default: 0)")
 
 
 def stack_inputs(files: list[str] | None, tmpdir: str, name: str) -> str | None:
@@ -142,6 +152,17 @@ def stack_inputs(files: list[str] | None, tmpdir: str, name: str) -> str | None:
     return build_band_vrt([str(Path(f).resolve()) for f in files], str(Path(tmpdir) / f"{name}.vrt"))
 
 
+def request_options(a: argparse.Namespace) -> dict:
+    """The ``SceneRequest`` fields the options give, except model, inputs, outputs and device."""
+    return dict(optical_bands=a.optical_bands, sar_bands=a.sar_bands, sar_units=a.sar_units,
+                extent=tuple(a.extent) if a.extent else None, extent_crs=a.extent_crs, mode=a.mode,
+                stride=a.stride, batch_size=a.batch_size, threads=a.threads,
+                probability_dtype=getattr(a, "probability_dtype", "uint8"), clusters=a.k,
+                cluster_sample=a.cluster_sample, seed=a.seed, block_size=a.block_size, halo=a.halo,
+                optical_level=a.optical_level, optical_offset=a.optical_offset, compile=a.compile,
+                prefetch=a.prefetch, stage=a.stage, window_valid_min=a.window_valid_min)
+
+
 def cmd_scene(a: argparse.Namespace) -> int:
     from . import SceneRequest, run_scene
 
@@ -151,15 +172,9 @@ def cmd_scene(a: argparse.Namespace) -> int:
     if not outputs:
         raise ValueError("ask for at least one output, e.g. --dominant out.tif (see --help)")
     with job_folder("scene") as tmp:
-        req = SceneRequest(
-            model=a.model, optical=stack_inputs(a.optical, tmp, "optical"), sar=stack_inputs(a.sar, tmp, "sar"),
-            outputs=outputs, optical_bands=a.optical_bands, sar_bands=a.sar_bands, sar_units=a.sar_units,
-            extent=tuple(a.extent) if a.extent else None, extent_crs=a.extent_crs, mode=a.mode, stride=a.stride,
-            device=a.device, batch_size=a.batch_size, threads=a.threads,
-            probability_dtype=getattr(a, "probability_dtype", "uint8"), clusters=a.k,
-            cluster_sample=a.cluster_sample, seed=a.seed, block_size=a.block_size, halo=a.halo,
-            optical_level=a.optical_level, optical_offset=a.optical_offset, compile=a.compile, prefetch=a.prefetch, stage=a.stage,
-            window_valid_min=a.window_valid_min)
+        req = SceneRequest(model=a.model, optical=stack_inputs(a.optical, tmp, "optical"),
+                           sar=stack_inputs(a.sar, tmp, "sar"), outputs=outputs, device=a.device,
+                           **request_options(a))
         bar = None
         if not a.quiet:
             from tqdm import tqdm
@@ -194,12 +209,12 @@ def add_commands(subparsers) -> None:
     c = subparsers.add_parser("classify", help="classify a Sentinel-2 and/or Sentinel-1 scene into class rasters",
                               description="Multi-label land-cover probabilities and derived rasters for a whole "
                                           "scene, streamed block by block.", epilog=_EPILOG, formatter_class=fmt)
-    _add_common(c)
+    add_common(c)
     _add_outputs(c, classify=True)
     c.set_defaults(func=cmd_scene)
     e = subparsers.add_parser("embed", help="embed a scene and cluster the embeddings",
                               description="Per-window embeddings and their K-means clusters for a whole scene.",
                               epilog=_EPILOG, formatter_class=fmt)
-    _add_common(e)
+    add_common(e)
     _add_outputs(e, classify=False)
     e.set_defaults(func=cmd_scene)

@@ -9,7 +9,6 @@ untrusted file runs code.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data.bands import BEN19_CLASSES, BEN19_COLORS, S1_MEAN, S1_STD, S2_MEAN, S2_STD
 from ..models.mosaic import ModelConfig, MosaicModel
+from .hashing import sha256_file
 from .temporaries import beside_tag, remove_stale_beside
 
 FORMAT = "mosaic-model"
@@ -34,14 +34,6 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".json", ".safetensors"):
         p = p.with_suffix("")
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def default_card(cfg: ModelConfig) -> dict[str, Any]:
