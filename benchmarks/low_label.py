@@ -2,13 +2,18 @@
 
 Rows: class prior; random forest on per-band patch statistics; supervised only (BCE);
 SimCLR (intra-modal only) + linear probe; CLIP (inter-modal only) + linear probe; MoSAiC
-(all terms). Inputs S2, S1 and S1+S2 where the method applies; label fractions of the
+(all terms); and the bundled model's two-stage recipe (``--methods mosaic-2stage``: a
+self-supervised stage 1 on every real unlabelled scene, ``core/train/recipe.py``, once per
+seed, then MoSAiC from its encoders) with its ablations (stage 1 + BCE only, or MoSAiC without
+one term). Inputs S2, S1 and S1+S2 where the method applies; label fractions of the
 training split; several seeds. Training uses the training split only (labelled share +
 the rest unlabelled) plus, optionally, unlabelled windows of a real S1+S2 scene; scores
 come from the validation and test splits only.
 
     python benchmarks/low_label.py --out docs/results --device cuda --jobs 8
     python benchmarks/low_label.py --quick          # a minutes-long smoke run on CPU
+    python benchmarks/low_label.py --methods mosaic-2stage 2stage-bce --inputs s1+s2 \
+        --resume docs/results/raw.jsonl --no-baselines --jobs 2 --threads 1 --epochs 100
 
 Writes OUT/raw.jsonl (one line per run and split), OUT/summary.json, OUT/table.md and
 the plots OUT/ap_vs_fraction.png, OUT/embeddings_2d.png.
@@ -29,6 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SPLITS = ("validation", "test")
 MODS = {"s2": ("s2",), "s1": ("s1",), "s1+s2": ("s2", "s1")}
+# method -> (row name, objective, loss-weight overrides, starts from the two-stage recipe's stage 1)
+METHODS = {
+    "supervised": ("supervised (BCE)", "supervised", {}, False),
+    "mosaic": ("MoSAiC", "mosaic", {}, False),
+    "simclr": ("SimCLR + probe", "simclr", {}, False),
+    "clip": ("CLIP + probe", "clip", {}, False),
+    "mosaic-2stage": ("MoSAiC two-stage", "mosaic", {}, True),
+    "2stage-bce": ("stage 1 + BCE only", "supervised", {}, True),
+    "2stage-no-supcon": ("two-stage, no SupCon", "mosaic", {"supcon": 0.0}, True),
+    "2stage-no-intra": ("two-stage, no intra-modal", "mosaic", {"intra": 0.0}, True),
+    "2stage-no-inter": ("two-stage, no inter-modal", "mosaic", {"inter": 0.0}, True),
+}
+PROBED = ("simclr", "clip")
 SPAIN = Path(__file__).resolve().parents[1] / "resources" / "sample" / "spain"
 
 
@@ -69,9 +87,12 @@ def run_job(job: dict) -> list[dict]:
     if job.get("scene"):
         parts.append(SceneWindows(*job["scene"]))
     pool = PooledPatches(parts) if len(parts) > 1 else base
-    cfg = TrainConfig(data=job["data"], out=job["run_dir"], objective=job["method"], label_fraction=fraction,
-                      modalities=mods, epochs=job["epochs"], batch_size=job["batch"], seed=job["seed"],
-                      device=job["device"], progress=False, lr=job["lr"])
+    _, objective, weights, two_stage = METHODS[job["method"]]
+    stage1 = str(Path(job["stage1"]) / "model.safetensors") if two_stage else None
+    cfg = TrainConfig(data=job["data"], out=job["run_dir"], objective=objective, weights=weights,
+                      label_fraction=fraction, modalities=mods, epochs=job["epochs"], batch_size=job["batch"],
+                      seed=job["seed"], device=job["device"], progress=False, lr=job["lr"],
+                      pretrained_s2=stage1 if "s2" in mods else None, pretrained_s1=stage1 if "s1" in mods else None)
     res = train(cfg, pool)
     seconds = time.perf_counter() - t0
     model = res.model
@@ -79,7 +100,7 @@ def run_job(job: dict) -> list[dict]:
     evals = {s: ReBenPatches(job["data"], (s,)) for s in SPLITS}
     preds = {s: predict(model, d, mods, device=job["device"]) for s, d in evals.items()}
     classes = base.classes
-    if job["method"] in ("supervised", "mosaic"):
+    if job["method"] not in PROBED:
         for s in SPLITS:
             p = preds[s]
             rows.append({**_meta(job, fraction, seconds), "split": s,
@@ -99,9 +120,27 @@ def run_job(job: dict) -> list[dict]:
     return rows
 
 
+def run_stage1(job: dict) -> str:
+    """The recipe's stage 1 for one seed, once: every later job of that seed starts from it."""
+    import subprocess
+
+    from core.train.recipe import stage1_args
+
+    out = Path(job["dir"])
+    if (out / "model.safetensors").is_file():
+        return f"stage 1 seed {job['seed']}: done before"
+    t0 = time.perf_counter()
+    args = stage1_args(job["data"], job["seed"], out, job["epochs"])
+    args += ["--device", job["device"], "--threads", str(job["threads"])]
+    args += ["--resume"] if (out / "checkpoint.json").is_file() else []
+    # its own process: the CLI's signal handlers stay out of the pool's workers
+    if subprocess.run([sys.executable, "-m", "core", *args], cwd=Path(__file__).resolve().parents[1]).returncode:
+        raise RuntimeError(f"stage 1 of seed {job['seed']} failed; rerun with --resume to continue it")
+    return f"stage 1 seed {job['seed']}: {time.perf_counter() - t0:.0f} s"
+
+
 def _meta(job: dict, fraction: float, seconds: float) -> dict:
-    name = {"supervised": "supervised (BCE)", "simclr": "SimCLR + probe", "clip": "CLIP + probe",
-            "mosaic": "MoSAiC"}[job["method"]]
+    name = METHODS[job["method"]][0]
     return {"method": name, "inputs": job["mods"], "fraction": fraction, "seed": job["seed"],
             "train_seconds": round(seconds, 1), "epochs": job["epochs"]}
 
@@ -246,6 +285,7 @@ def embedding_plot(runs: dict[str, Path], out: Path) -> None:
 
 def main() -> None:
     from core.paths import SAMPLE_REBEN
+    from core.train.recipe import STAGE1_EPOCHS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(SAMPLE_REBEN), help="reBEN folder (default: bundled sample)")
@@ -253,6 +293,7 @@ def main() -> None:
     p.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.3, 1.0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=60, help="training epochs, the same for every method")
+    p.add_argument("--stage1-epochs", type=int, help="epochs of the two-stage recipe's stage 1 (default: the recipe's)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--device", default="auto")
@@ -260,13 +301,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads per run")
     p.add_argument("--no-scene", action="store_true", help="no unlabelled scene windows in the training pool")
     p.add_argument("--inputs", nargs="+", default=list(MODS), choices=list(MODS), help="input sets to run")
+    p.add_argument("--methods", nargs="+", default=["supervised", "mosaic", "simclr", "clip"], choices=list(METHODS),
+                   help="methods to train (in this order of priority; CLIP only with S1+S2)")
     p.add_argument("--resume", help="raw.jsonl of an interrupted run: skip the runs it holds, keep its rows")
     p.add_argument("--no-baselines", action="store_true", help="skip the class prior and the random forest")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, fraction 1.0, 2 epochs")
     p.add_argument("--list", action="store_true", help="print the runs that would train, and stop")
     a = p.parse_args()
     if a.quick:
-        a.seeds, a.fractions, a.epochs = [0], [1.0], 2
+        a.seeds, a.fractions, a.epochs, a.stage1_epochs = [0], [1.0], 2, 1
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     scene = None if a.no_scene else _spain_paths(SPAIN) or _spain_paths(Path(__file__).resolve().parents[2] / "shared/data/sen1floods11-spain")
@@ -274,21 +317,26 @@ def main() -> None:
     jobs = []
     old = [json.loads(line) for line in open(a.resume)] if a.resume else []
     held = {(r["method"], r["inputs"], r["fraction"], r["seed"]) for r in old}
-    for seed in a.seeds:
-        for mods in a.inputs:
-            for method in ("supervised", "mosaic"):
-                for f in a.fractions:
-                    keep = seed == a.seeds[-1] and mods == "s1+s2" and f == max(a.fractions)
+    for method in a.methods:  # in the order asked: what matters most finishes first
+        for f in sorted(a.fractions, reverse=True):
+            for mods in a.inputs:
+                for seed in a.seeds:
+                    if method in PROBED:
+                        if f == max(a.fractions) and (method == "simclr" or mods == "s1+s2"):
+                            jobs.append({**common, "method": method, "mods": mods, "seed": seed,
+                                         "fractions": a.fractions})
+                        continue
+                    keep = (method in ("supervised", "mosaic") and seed == a.seeds[-1] and mods == "s1+s2"
+                            and f == max(a.fractions))
                     jobs.append({**common, "method": method, "mods": mods, "fraction": f, "seed": seed,
-                                 "keep_embeddings": keep})
-            for method in ("simclr",) + (("clip",) if mods == "s1+s2" else ()):
-                jobs.append({**common, "method": method, "mods": mods, "seed": seed, "fractions": a.fractions})
-    names = {"supervised": "supervised (BCE)", "mosaic": "MoSAiC", "simclr": "SimCLR + probe", "clip": "CLIP + probe"}
-    jobs = [j for j in jobs if (names[j["method"]], j["mods"], j.get("fraction", max(a.fractions)), j["seed"]) not in held]
-    for i, j in enumerate(jobs):
-        j["run_dir"] = str(out / "runs" / f"{i:03d}-{j['method']}-{j['mods']}-{j.get('fraction', 'all')}-s{j['seed']}")
+                                 "keep_embeddings": keep, "stage1": str(out / "runs" / f"stage1-s{seed}")})
+    jobs = [j for j in jobs if (METHODS[j["method"]][0], j["mods"], j.get("fraction", max(a.fractions)), j["seed"])
+            not in held]
+    for j in jobs:
+        j["run_dir"] = str(out / "runs" / f"{j['method']}-{j['mods']}-{j.get('fraction', 'all')}-s{j['seed']}")
+    stage1 = sorted({(j["seed"], j["stage1"]) for j in jobs if METHODS[j["method"]][3]})
     if a.list:
-        print("\n".join(Path(j["run_dir"]).name for j in jobs))
+        print("\n".join([Path(d).name for _, d in stage1] + [Path(j["run_dir"]).name for j in jobs]))
         return
     t0 = time.perf_counter()
     print(f"{len(jobs)} training runs, {a.epochs} epochs each, {a.jobs} in parallel on {a.device}; "
@@ -298,6 +346,11 @@ def main() -> None:
     with ctx.Pool(a.jobs) as pool, open(out / "raw.jsonl", "w") as raw:
         for r in rows:
             raw.write(json.dumps(r) + "\n")
+        raw.flush()
+        s1_jobs = [{"seed": s, "dir": d, "data": a.data, "device": a.device, "threads": a.threads,
+                    "epochs": a.stage1_epochs or STAGE1_EPOCHS} for s, d in stage1]
+        for msg in pool.imap_unordered(run_stage1, s1_jobs):
+            print(msg, flush=True)
         for k, res in enumerate(pool.imap_unordered(run_job, jobs)):
             rows += res
             for r in res:
