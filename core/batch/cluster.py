@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import os
 
-WORKER_MEMORY_GB = 4.0  # a dense run at the default 2048 px blocks peaks near 3 GB (docs/batch/many_scenes.md)
+# a dense run at the default 2048 px blocks peaks at 0.8-1.1 GB whatever the scene's size
+# (docs/engine/scene_inference.md); 2 GB per worker leaves room for staging and Dask itself
+WORKER_MEMORY_GB = 2.0
 
 
 def _gpu_count() -> int:

@@ -6,7 +6,6 @@ needs travels in its arguments. Progress goes to the driver as Dask events on ``
 from __future__ import annotations
 
 import socket
-import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,8 +35,10 @@ def _worker():
 
 
 def worker_device(requested: str) -> str:
-    """``auto`` on a machine with GPUs: one GPU per worker, by the worker's number (LocalCluster
-    names its workers 0, 1, ...), so that N workers on N GPUs never share one."""
+    """``auto`` on a machine with GPUs: a LocalCluster's worker N (its workers are named 0, 1, ...)
+    takes GPU N modulo the count, so N workers on N GPUs never share one; a worker of another
+    cluster takes ``cuda:0``, the GPU its launcher made visible to it (``dask cuda worker`` gives
+    each worker its own; so does CUDA_VISIBLE_DEVICES per worker)."""
     if requested != "auto":
         return requested
     import torch
@@ -45,8 +46,7 @@ def worker_device(requested: str) -> str:
     if not torch.cuda.is_available():
         return "cpu"
     w = _worker()
-    name = str(w.name) if w is not None else "0"
-    index = int(name) if name.isdigit() else zlib.crc32(name.encode())
+    index = w.name if w is not None and isinstance(w.name, int) else 0
     return f"cuda:{index % torch.cuda.device_count()}"
 
 

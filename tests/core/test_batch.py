@@ -280,6 +280,8 @@ def test_workers_take_one_gpu_each_by_their_number(monkeypatch):
 
     monkeypatch.setattr("core.batch.scene_task._worker", lambda: W())
     assert worker_device("auto") == "cuda:1"
+    W.name = "tcp://10.0.0.5:40123"  # another cluster's worker: the GPU its launcher made visible
+    assert worker_device("auto") == "cuda:0"
 
 
 def test_local_clusters_are_sized_by_gpus_cores_and_memory(monkeypatch):
@@ -289,8 +291,8 @@ def test_local_clusters_are_sized_by_gpus_cores_and_memory(monkeypatch):
     monkeypatch.setattr(cluster, "_memory_gb", lambda: 64.0)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert cluster.local_size() == (8, 2, 0)
-    monkeypatch.setattr(cluster, "_memory_gb", lambda: 16.0)
-    assert cluster.local_size() == (4, 2, 0)  # 4 GB per worker
+    monkeypatch.setattr(cluster, "_memory_gb", lambda: 8.0)
+    assert cluster.local_size() == (4, 2, 0)  # 2 GB per worker
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert cluster.local_size() == (2, 1, 0)
     monkeypatch.setattr(cluster, "_gpu_count", lambda: 4)
