@@ -29,6 +29,7 @@ class ManyResult:
     failed: dict[str, str] = field(default_factory=dict)
     mosaics: dict[str, str] = field(default_factory=dict)
     catalog: str | None = None
+    relabelled: list[str] = field(default_factory=list)  # scenes whose job-wide clusters were (re)written
     seconds: float = 0.0
 
     def table(self) -> str:
@@ -102,6 +103,57 @@ def model_info(model: str, command: str) -> dict[str, Any]:
             "classes": list(classes), "command": command}
 
 
+def _check_same_inputs(scenes: list[SceneEntry]) -> None:
+    """Job-wide clusters compare embeddings across scenes: they must come from the same inputs."""
+    kinds = {}
+    for e in scenes:
+        kinds.setdefault(" + ".join(m for m, f in (("optical", e.optical), ("SAR", e.sar)) if f), []).append(e.name)
+    if len(kinds) > 1:
+        said = "; ".join(f"{k}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for k, v in kinds.items())
+        raise ValueError(f"clusters are fitted over all the job's scenes, so every scene needs the same inputs "
+                         f"(embeddings of other inputs are not comparable); this list mixes {said}. Run one job "
+                         f"per input set, or leave clusters out")
+
+
+def _job_clusters(out: Path, manifest: Manifest, job: dict[str, Any], client, info: dict[str, Any],
+                  log: Callable[[str], None]) -> list[str]:
+    """Fit one K-means over every finished scene's sample, then (re)label the scenes whose
+    clusters were made with other centroids; the names of those scenes."""
+    import numpy as np
+
+    from .job_clusters import assign_clusters, fit_centroids, save_centroids
+    from .scene_task import output_paths
+
+    req = job["request"]
+    done = {n: r for n, r in manifest.done().items() if "sample" in r}
+    k, seed = int(req.get("clusters", 8)), int(req.get("seed", 0))
+    centroids = fit_centroids([np.load(out / r["sample"]["path"]) for r in done.values()], k, seed)
+    fitted_on = sum(r["sample"]["cells"] for r in done.values())
+    digest = save_centroids(out, centroids, {"k": k, "seed": seed, "fitted_on": fitted_on, "scenes": sorted(done),
+                                             "model": info["model"], "model_sha256": info["model_sha256"]})
+    stale = []
+    for name, rec in sorted(done.items()):
+        have = rec["outputs"].get("clusters")
+        if not (rec.get("clusters_centroids") == digest and have and (out / have["path"]).is_file()
+                and sha256_file(out / have["path"]) == have["sha256"]):
+            stale.append(name)
+    tags = {"clusters": "job-wide", "fitted_on": str(fitted_on), "centroids_sha256": digest, "model": info["model"]}
+    args = {n: (str(out / done[n]["outputs"]["embeddings"]["path"]), centroids,
+                output_paths(out, n, ["clusters"])["clusters"], tags) for n in stale}
+    if client is not None and stale:
+        futures = {n: client.submit(assign_clusters, *a, pure=False, retries=1) for n, a in args.items()}
+        results = {n: f.result() for n, f in futures.items()}
+    else:
+        results = {n: assign_clusters(*a) for n, a in args.items()}
+    for n, r in results.items():
+        rec = done[n]
+        rec["outputs"]["clusters"] = {"path": str(Path(args[n][2]).relative_to(out)), **r}
+        manifest.record(n, {**rec, "clusters_centroids": digest})
+    log(f"clusters: one K-means (k={k}) over {fitted_on} cells of {len(done)} scenes; "
+        f"{len(stale)} scenes labelled, {len(done) - len(stale)} unchanged")
+    return stale
+
+
 def run_many(scenes: list[SceneEntry], job: dict[str, Any], client=None, retries: int = 2,
              show_progress: bool = True, log: Callable[[str], None] = print) -> ManyResult:
     """Process ``scenes`` as ``job`` asks (see ``scene_task.process_scene``) on the Dask
@@ -109,6 +161,12 @@ def run_many(scenes: list[SceneEntry], job: dict[str, Any], client=None, retries
     t0 = time.perf_counter()
     out = Path(job["out"])
     manifest = Manifest(out)
+    wanted = job
+    if "clusters" in job["kinds"]:
+        _check_same_inputs(scenes)  # job-wide clusters (job_clusters.py): embeddings and a sample per scene first
+        kinds = [k for k in job["kinds"] if k != "clusters"]
+        job = {**job, "kinds": kinds + ["embeddings"] * ("embeddings" not in kinds),
+               "sample_size": max(500, int(job["request"].get("cluster_sample", 20000)) // max(1, len(scenes)))}
     info = model_info(job["model"], job["command"])
     options = {"kinds": sorted(job["kinds"]), "card": info["card_sha256"],
                **{k: v for k, v in job["request"].items() if k not in RUNTIME_OPTIONS}}
@@ -170,6 +228,8 @@ def run_many(scenes: list[SceneEntry], job: dict[str, Any], client=None, retries
             client.unsubscribe_topic(PROGRESS_TOPIC)
     finally:
         bar.close()
+    if "clusters" in wanted["kinds"] and manifest.done():
+        res.relabelled = _job_clusters(out, manifest, wanted, client, info, log)
     done = manifest.done()
     if done:
         try:

@@ -6,6 +6,7 @@ needs travels in its arguments. Progress goes to the driver as Dask events on ``
 from __future__ import annotations
 
 import socket
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,6 +77,21 @@ def _input(files: tuple[str, ...], bands, tmp: str, label: str) -> tuple[str | N
     return stack_inputs(list(files), tmp, label), None
 
 
+def _save_sample(job: dict[str, Any], name: str, embeddings: str) -> dict[str, Any]:
+    import os
+
+    import numpy as np
+
+    from .job_clusters import sample_embeddings, sample_path
+
+    cells = sample_embeddings(embeddings, job["sample_size"], job["request"].get("seed", 0) + zlib.crc32(name.encode()))
+    path = sample_path(job["out"], name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, cells)
+    os.replace(tmp, path)
+    return {"path": str(path.relative_to(Path(job["out"]))), "sha256": file_sha256(path), "cells": int(len(cells))}
+
+
 def process_scene(entry: SceneEntry, job: dict[str, Any]) -> dict[str, Any]:
     """Classify or embed one scene as ``job`` asks; the manifest's record of it.
 
@@ -111,8 +127,11 @@ def process_scene(entry: SceneEntry, job: dict[str, Any]) -> dict[str, Any]:
                          "bytes": p.stat().st_size}
     with rasterio.open(next(iter(res.outputs.values()))) as src:
         bounds, crs = list(src.bounds), src.crs.to_string()
+    extra = {}
+    if job.get("sample_size"):  # the job fits its clusters over every scene: this scene's share of the sample
+        extra["sample"] = _save_sample(job, entry.name, res.outputs["embeddings"])
     w = _worker()
-    return {"status": "done", "outputs": written, "seconds": round(res.seconds, 2), "mode": res.mode,
+    return {**extra, "status": "done", "outputs": written, "seconds": round(res.seconds, 2), "mode": res.mode,
             "stride": res.stride, "crs": crs, "bounds": bounds, "warnings": list(res.warnings),
             "device": device, "worker": f"{socket.gethostname()}/{w.name if w is not None else 'local'}",
             "datetime": entry.datetime}

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = str(ROOT / "resources" / "models" / "mosaic-small-ben19")
 SPAIN = ROOT / "resources" / "sample" / "spain" / "Spain_7370579"
 USA = ROOT / "tests" / "data" / "s2-l1c-usa"
-KINDS = ["dominant", "probabilities", "clusters"]
+KINDS = ["dominant", "probabilities", "embeddings"]
 REQUEST = {"threads": 1, "optical_bands": None, "clusters": 4, "stride": 16}
 
 
@@ -76,7 +76,7 @@ def client():
 
 def _pixels(path: str) -> tuple:
     with rasterio.open(path) as src:
-        return src.read(), src.transform, src.crs, src.nodata
+        return src.read(), src.transform, src.crs, str(src.nodata)  # str: NaN == NaN
 
 
 def test_a_two_worker_cluster_writes_what_single_runs_write(scenes, client, tmp_path):
@@ -96,7 +96,7 @@ def test_a_two_worker_cluster_writes_what_single_runs_write(scenes, client, tmp_
         got = output_paths(tmp_path / "many", s.name, KINDS)
         for k in KINDS:
             a, b = _pixels(ref[k]), _pixels(got[k])
-            assert np.array_equal(a[0], b[0]), f"{s.name} {k}: values differ from a single-process run"
+            assert np.array_equal(a[0], b[0], equal_nan=True), f"{s.name} {k}: values differ from a single-process run"
             assert a[1:] == b[1:], f"{s.name} {k}: grid differs"
     assert set(res.mosaics) == {f"{k}_{c}" for k in KINDS for c in ("EPSG32618", "EPSG32630")}
     spain0 = output_paths(tmp_path / "many", "spain-0", ["dominant"])["dominant"]
@@ -311,3 +311,30 @@ def test_an_existing_scheduler_is_used_as_given(scenes, client, tmp_path):
         assert res.done == ["usa"]
     finally:
         other.close()
+
+
+def test_clusters_are_fitted_once_over_the_job_and_mean_the_same_in_every_scene(scenes, tmp_path):
+    from core.batch.job_clusters import CENTROIDS
+
+    spain = scenes[:3]
+    with pytest.raises(ValueError, match="same inputs"):
+        run_many(scenes, _job(tmp_path, ["clusters"]), None, show_progress=False)
+    res = run_many(spain[:2], _job(tmp_path, ["clusters"]), None, show_progress=False)
+    assert sorted(res.relabelled) == ["spain-0", "spain-1"]
+    fit = json.loads((tmp_path / CENTROIDS).read_text())
+    centroids = np.array(fit["centroids"], np.float32)
+    assert fit["k"] == 4 and fit["scenes"] == ["spain-0", "spain-1"]
+    for s in spain[:2]:
+        paths = output_paths(tmp_path, s.name, ["clusters", "embeddings"])
+        with rasterio.open(paths["clusters"]) as c, rasterio.open(paths["embeddings"]) as e:
+            assert c.tags()["centroids_sha256"] == fit["sha256"] and c.colormap(1)[0][:3] == (31, 119, 180)
+            lab, emb = c.read(1), e.read()
+        v = emb.reshape(emb.shape[0], -1).T
+        ok = np.isfinite(v).all(1)
+        nearest = ((v[ok, None, :] - centroids[None]) ** 2).sum(2).argmin(1)
+        assert np.array_equal(lab.reshape(-1)[ok], nearest) and (lab.reshape(-1)[~ok] == 255).all()
+    again = run_many(spain[:2], _job(tmp_path, ["clusters"]), None, show_progress=False)
+    assert again.relabelled == [] and sorted(again.skipped) == ["spain-0", "spain-1"]
+    grown = run_many(spain, _job(tmp_path, ["clusters"]), None, show_progress=False)
+    assert grown.done == ["spain-2"] and sorted(grown.relabelled) == ["spain-0", "spain-1", "spain-2"]
+    assert json.loads((tmp_path / CENTROIDS).read_text())["scenes"] == ["spain-0", "spain-1", "spain-2"]
