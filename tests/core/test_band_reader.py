@@ -257,7 +257,9 @@ def test_tile_columns_decoded_side_by_side_equal_one_read(tmp_path, monkeypatch,
             got[cores] = (r.read(-4, 2, 100, 150, pixel_interleaved=True), *r.read_stored(7, 13, 80, 101))
         finally:
             r.close()
-        assert len(readers) == cores  # each thread read a part
+        # parts read side by side: on more than one thread (not necessarily all: a loaded machine's
+        # scheduler may hand two parts to one helper while another starts)
+        assert len(readers) == 1 if cores == 1 else len(readers) > 1
     assert np.isnan(got[1][0][:, 4 + 5 + 35, 3 + 50 - 2]).all() and got[1][2][5 + 35 - 7, 3 + 50 - 13]
     for x, y in zip(got[4], got[1]):
         np.testing.assert_array_equal(x, y)
