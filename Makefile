@@ -12,8 +12,10 @@ env:  ## idempotent: apt packages, .venv, pip requirements (about 1 s when prese
 	bash scripts/setup_env.sh
 
 # pytest exits 5 when it collects no test: make fails on it like on any non-zero exit.
+# TESTS=tests/core/test_batch.py (also for test-qgis-lts) runs a part of the suite
+TESTS ?= tests --ignore=tests/reliability
 test: env
-	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider tests --ignore=tests/reliability
+	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q -p no:cacheprovider $(TESTS)
 
 # The whole suite on QGIS 3.40 LTR (Debian 13: Python 3.13, numpy 2) in a Debian 13 root made with
 # debootstrap and kept in ~/.cache/mosaic (MOSAIC_LTS_ROOT, about 6 GB); needs root. 3-5 minutes more the first time.

@@ -78,4 +78,4 @@ git -C "$ROOT/src" init -q && git -C "$ROOT/src" add -A && \
     git -C "$ROOT/src" -c user.name=mosaic -c user.email=mosaic@localhost commit -q -m "working tree"
 mount_into "$ROOT"
 log "$(in_root "$ROOT" 'qgis_process --version 2>/dev/null | grep -m1 QGIS; python3 --version')" || true
-in_root "$ROOT" "cd /src && make test"
+in_root "$ROOT" "cd /src && make test${TESTS:+ TESTS='$TESTS'}"

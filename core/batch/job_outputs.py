@@ -34,6 +34,7 @@ def build_mosaics(out: str | Path, done: dict[str, dict[str, Any]]) -> dict[str,
     CRSs (UTM zones) get one VRT per CRS, ``KIND_EPSG32630.vrt`` (a VRT has one grid)."""
     from osgeo import gdal
 
+    gdal.UseExceptions()  # as engine.align does: errors raised, not returned as None
     out = Path(out)
     groups: dict[tuple[str, str], list[str]] = {}
     for rec in done.values():
