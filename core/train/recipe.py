@@ -30,10 +30,11 @@ def stage1_args(data: str, seed: int, out: str | Path, epochs: int = STAGE1_EPOC
             "--eval-splits", "--quiet", "--out", str(out)]
 
 
-def stage2_args(data: str, seed: int, out: str | Path, stage1_model: str | Path,
+def stage2_args(data: str, seed: int, out: str | Path, stage1_model: str | Path | None,
                 epochs: int = STAGE2_EPOCHS) -> list[str]:
-    """The MoSAiC objective on the labelled pairs, from stage 1's encoders."""
+    """The MoSAiC objective on the labelled pairs, from stage 1's encoders; without a stage 1
+    (``stage1_model`` None) it is the one-stage recipe that made the shipped model."""
+    init = [] if stage1_model is None else ["--pretrained-s2", str(stage1_model), "--pretrained-s1", str(stage1_model)]
     return ["train", "--data", str(data), "--objective", "mosaic", "--epochs", str(epochs), "--seed", str(seed),
-            "--pretrained-s2", str(stage1_model), "--pretrained-s1", str(stage1_model),
-            *_scene_args(resolve_scenes((SPAIN,))), "--eval-splits", "validation", "test", "--quiet",
+            *init, *_scene_args(resolve_scenes((SPAIN,))), "--eval-splits", "validation", "test", "--quiet",
             "--out", str(out)]

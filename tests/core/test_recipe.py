@@ -36,6 +36,8 @@ def test_both_stages_are_valid_train_commands(tmp_path):
     two = build_parser().parse_args(stage2_args("data", 3, tmp_path / "s2", tmp_path / "s1" / "model.safetensors"))
     assert two.objective == "mosaic" and two.pretrained_s2 == two.pretrained_s1 == str(tmp_path / "s1" / "model.safetensors")
     assert len(two.unlabelled_scene) == 1 and two.eval_splits == ["validation", "test"]
+    one = build_parser().parse_args(stage2_args("data", 0, tmp_path / "s2", None))  # the shipped model's recipe
+    assert one.pretrained_s2 is None and one.pretrained_s1 is None and one.objective == "mosaic" and one.epochs == 100
 
 
 def test_a_rerun_skips_finished_stages_and_resumes_the_interrupted_one(tmp_path, monkeypatch):
