@@ -124,15 +124,15 @@ def run_stage1(job: dict) -> str:
     """The recipe's stage 1 for one seed, once: every later job of that seed starts from it."""
     import subprocess
 
-    from core.train.recipe import stage1_args
+    from core.train.recipe import resume_args, stage1_args, stage_finished
 
     out = Path(job["dir"])
-    if (out / "model.safetensors").is_file():
+    if stage_finished(out):
         return f"stage 1 seed {job['seed']}: done before"
     t0 = time.perf_counter()
     args = stage1_args(job["data"], job["seed"], out, job["epochs"])
     args += ["--device", job["device"], "--threads", str(job["threads"])]
-    args += ["--resume"] if (out / "checkpoint.json").is_file() else []
+    args += resume_args(out)
     # its own process: the CLI's signal handlers stay out of the pool's workers
     if subprocess.run([sys.executable, "-m", "core", *args], cwd=Path(__file__).resolve().parents[1]).returncode:
         raise RuntimeError(f"stage 1 of seed {job['seed']} failed; rerun with --resume to continue it")

@@ -26,16 +26,16 @@ sys.path.insert(0, str(ROOT))
 
 from core.cli import main as core_main  # noqa: E402
 from core.paths import SAMPLE_REBEN  # noqa: E402
-from core.train.recipe import stage1_args, stage2_args  # noqa: E402
+from core.train.recipe import resume_args, stage1_args, stage2_args, stage_finished  # noqa: E402
 
 BUNDLED = ROOT / "resources" / "models" / "mosaic-small-ben19"
 
 
 def run_stage(name: str, args: list[str], out: Path, extra: list[str]) -> None:
-    if (out / "model.safetensors").is_file() and (out / "model.json").is_file():
+    if stage_finished(out):
         print(f"{name}: done before ({out}/model.safetensors), skipped")
         return
-    resume = ["--resume"] if (out / "checkpoint.json").is_file() else []
+    resume = resume_args(out)
     print(f"{name}: {'continuing' if resume else 'training'} in {out}", flush=True)
     t = time.perf_counter()
     rc = core_main(args + extra + resume)

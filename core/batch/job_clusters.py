@@ -47,13 +47,13 @@ def sample_embeddings(path: str | Path, n: int, seed: int) -> np.ndarray:
 
 def fit_centroids(samples: list[np.ndarray], k: int, seed: int) -> np.ndarray:
     """One K-means over every scene's sample; [k, D] centroids."""
-    from sklearn.cluster import MiniBatchKMeans
+    from ..engine.clusters import fit_kmeans
 
     pooled = np.concatenate([s for s in samples if len(s)])
     if len(pooled) < k:
         raise ValueError(f"only {len(pooled)} valid output cells in the job's scenes: too few for {k} clusters "
                          f"(use a smaller stride or fewer clusters)")
-    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=min(4096, len(pooled))).fit(pooled)
+    km = fit_kmeans(pooled, k, seed)
     # rounded: a refit on the same sample can differ in the last bits (BLAS threads), and the labels
     # and the digest that decides whether scenes are relabelled must not
     return np.round(km.cluster_centers_, 4).astype(np.float32)
@@ -76,7 +76,7 @@ def save_centroids(out: str | Path, centroids: np.ndarray, info: dict[str, Any])
 def assign_clusters(embeddings: str, centroids: np.ndarray, out_path: str, tags: dict[str, str]) -> dict:
     """Label every cell of ``embeddings`` with its nearest centroid into ``out_path`` (uint8, colour
     table, 255 = no data; written whole or not at all); its manifest entry."""
-    from ..engine.writer import CLUSTER_COLORS, OutputRaster
+    from ..engine.writer import OutputRaster, cluster_colors
     from ..io.hashing import sha256_file
 
     k = len(centroids)
@@ -84,7 +84,7 @@ def assign_clusters(embeddings: str, centroids: np.ndarray, out_path: str, tags:
     c2 = (c * c).sum(1)
     with rasterio.open(embeddings) as src:
         raster = OutputRaster(out_path, "clusters", src.crs, src.transform, src.width, src.height, 1, "uint8", 255,
-                              descriptions=["cluster"], colors=[CLUSTER_COLORS[i % len(CLUSTER_COLORS)] for i in range(k)],
+                              descriptions=["cluster"], colors=cluster_colors(k),
                               categorical=True, tags={**tags, "k": str(k)})
         try:
             for r in range(0, src.height, ROWS):

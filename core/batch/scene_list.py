@@ -12,11 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.band_mapping import canonical_band
+from ..engine.band_mapping import BAND_FILE_SUFFIXES, canonical_band
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 _ACQUIRED = re.compile(r"_(\d{8}T\d{6})_")  # Sentinel product names: ..._20220706T085611_...
-BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ def expand_input(value: str, base: Path) -> tuple[str, ...]:
     p = p if p.is_absolute() else base / p
     if p.is_dir():  # the band files only: a folder may also hold masks, previews, metadata
         files = sorted(str(f.resolve()) for f in p.iterdir()
-                       if f.suffix.lower() in BAND_FILE_SUFFIXES and canonical_band(f.stem) is not None)
+                       if f.suffix.lower() in (*BAND_FILE_SUFFIXES, ".vrt") and canonical_band(f.stem) is not None)
         if not files:
             raise ValueError(f"{p} is a folder without band files (.tif, .jp2 or .vrt named by band: B04.tif, "
                              f"vv.tif, ...)")

@@ -27,12 +27,11 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
 
 from ..engine.align import build_band_vrt, detect_level, utm_crs_for
-from ..engine.band_mapping import canonical_band, map_bands
+from ..engine.band_mapping import BAND_FILE_SUFFIXES, canonical_band, map_bands
 from ..engine.reflectance_offset import detect_offset
 from .bands import BEN19_CLASSES, S1_BANDS, S2_BANDS
 from .normalize import normalize
 
-BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")
 
 
 @dataclass

@@ -49,6 +49,9 @@ DESCRIPTION, METADATA, WAVELENGTH, FILE_NAME, ORDER = (
     "band descriptions", "band metadata", "wavelengths", "band file names", "band order")
 
 
+BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")  # single-band files a folder of band files may hold
+
+
 def canonical_band(name: str) -> str | None:
     """'B2', 'b02', 'B2 (blue)', 's2_B8A.jp2' -> 'B02' / 'B8A'; 'VV_dB' -> 'VV'; else None."""
     if not name:

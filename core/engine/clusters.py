@@ -8,7 +8,14 @@ import numpy as np
 
 from .outputs import OutputSet
 from .plan import ScenePlan
-from .writer import CLUSTER_COLORS, OutputRaster
+from .writer import OutputRaster, cluster_colors
+
+
+def fit_kmeans(sample: np.ndarray, k: int, seed: int):
+    """MiniBatchKMeans on embedding vectors [n, D], as every clusters output is fitted."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=min(4096, len(sample))).fit(sample)
 
 
 def cluster_pass(plan: ScenePlan, outputs: OutputSet, check: Callable[[], None],
@@ -19,12 +26,8 @@ def cluster_pass(plan: ScenePlan, outputs: OutputSet, check: Callable[[], None],
     if len(sample) < req.clusters:
         raise ValueError(f"only {len(sample)} valid output cells: too few for {req.clusters} clusters "
                          f"(use a smaller stride or fewer clusters)")
-    from sklearn.cluster import MiniBatchKMeans
-
-    km = MiniBatchKMeans(n_clusters=req.clusters, random_state=req.seed, n_init=3,
-                         batch_size=min(4096, len(sample))).fit(sample)
-    colors = [CLUSTER_COLORS[i % len(CLUSTER_COLORS)] for i in range(req.clusters)]
-    cl = OutputRaster(req.outputs["clusters"], "clusters", **plan.specs["clusters"], colors=colors,
+    km = fit_kmeans(sample, req.clusters, req.seed)
+    cl = OutputRaster(req.outputs["clusters"], "clusters", **plan.specs["clusters"], colors=cluster_colors(req.clusters),
                       tags={**plan.tags, "k": str(req.clusters), "fitted_on": str(len(sample))}, **plan.grid_args)
     outputs.add("clusters", cl)
     for blk in plan.blocks():

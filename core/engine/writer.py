@@ -50,6 +50,11 @@ MAX_LISTED_VALUES = 256
 MEAN_KINDS = ("probabilities", "fine_probabilities")  # outputs that carry the class_means tag
 
 
+def cluster_colors(k: int) -> list[str]:
+    """The colour table of ``k`` clusters (tab20, repeated past 20)."""
+    return [CLUSTER_COLORS[i % len(CLUSTER_COLORS)] for i in range(k)]
+
+
 def hex_rgb(c: str) -> tuple[int, int, int, int]:
     c = c.lstrip("#")
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255

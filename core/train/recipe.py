@@ -16,6 +16,16 @@ STAGE1_EPOCHS = 15
 STAGE2_EPOCHS = 100
 
 
+def stage_finished(out: str | Path) -> bool:
+    """The stage in ``out`` wrote its model: a rerun skips it."""
+    return (Path(out) / "model.safetensors").is_file() and (Path(out) / "model.json").is_file()
+
+
+def resume_args(out: str | Path) -> list[str]:
+    """``--resume`` when an interrupted stage left a checkpoint in ``out``."""
+    return ["--resume"] if (Path(out) / "checkpoint.json").is_file() else []
+
+
 def _scene_args(scenes) -> list[str]:
     out: list[str] = []
     for s2, s1 in scenes:
