@@ -19,7 +19,6 @@ a layer that is never added to a project (safe in a Processing worker thread).
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -42,6 +41,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..core.engine.palette import cluster_colors as palette_colors
+
 # Output kinds in layer-tree order (top first) and their layer names.
 KIND_ORDER: tuple[str, ...] = ("fine_classes", "dominant", "fine_probabilities", "probabilities", "multihot",
                                "fine_uncertainty", "uncertainty", "clusters", "embeddings")
@@ -57,26 +58,12 @@ KIND_LABELS: dict[str, str] = {
     "embeddings": "Embeddings",
 }
 
-# Distinct colours for clusters (Kelly's colours of maximum contrast, white and black left out).
-CLUSTER_COLORS: tuple[str, ...] = (
-    "#f3c300", "#875692", "#f38400", "#a1caf1", "#be0032", "#c2b280", "#848482", "#008856",
-    "#e68fac", "#0067a5", "#f99379", "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17",
-    "#8db600", "#654522", "#e25822", "#2b3d26",
-)
-
 Classes = Sequence[tuple[str, str]]  # (name, "#rrggbb") in class-index order
 
 
 def cluster_colors(k: int) -> list[QColor]:
-    """``k`` distinct colours: the fixed palette, then evenly spaced hues."""
-    colors = [QColor(c) for c in CLUSTER_COLORS[:k]]
-    golden = 0.618033988749895
-    hue = 0.0
-    while len(colors) < k:
-        hue = (hue + golden) % 1.0
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.9)
-        colors.append(QColor.fromRgbF(r, g, b))
-    return colors
+    """``k`` distinct colours: the engine's palette, the one in the files' colour tables."""
+    return [QColor(c) for c in palette_colors(k)]
 
 
 def _band_range(layer: QgsRasterLayer, band: int) -> tuple[float, float]:

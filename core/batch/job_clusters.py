@@ -76,7 +76,8 @@ def save_centroids(out: str | Path, centroids: np.ndarray, info: dict[str, Any])
 def assign_clusters(embeddings: str, centroids: np.ndarray, out_path: str, tags: dict[str, str]) -> dict:
     """Label every cell of ``embeddings`` with its nearest centroid into ``out_path`` (uint8, colour
     table, 255 = no data; written whole or not at all); its manifest entry."""
-    from ..engine.writer import OutputRaster, cluster_colors
+    from ..engine.palette import cluster_colors
+    from ..engine.writer import OutputRaster
     from ..io.hashing import sha256_file
 
     k = len(centroids)

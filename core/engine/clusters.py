@@ -8,7 +8,8 @@ import numpy as np
 
 from .outputs import OutputSet
 from .plan import ScenePlan
-from .writer import OutputRaster, cluster_colors
+from .palette import cluster_colors
+from .writer import OutputRaster
 
 
 def fit_kmeans(sample: np.ndarray, k: int, seed: int):

@@ -35,29 +35,14 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ..io.temporaries import beside_tag
+from .palette import hex_rgb
 
-# distinct colours for cluster tables (tab20)
-CLUSTER_COLORS: tuple[str, ...] = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-    "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)
 PROB_SCALE = 250.0
 # deflate level 1: 10 m outputs of a 4096² scene (5 probability bands) compress with their overviews in
 # 1.4 s instead of 9.0 s at GDAL's default level 6, for 8 % more bytes (benchmarks/fine_outputs.py)
 DEFLATE_LEVEL = 1
 MAX_LISTED_VALUES = 256
 MEAN_KINDS = ("probabilities", "fine_probabilities")  # outputs that carry the class_means tag
-
-
-def cluster_colors(k: int) -> list[str]:
-    """The colour table of ``k`` clusters (tab20, repeated past 20)."""
-    return [CLUSTER_COLORS[i % len(CLUSTER_COLORS)] for i in range(k)]
-
-
-def hex_rgb(c: str) -> tuple[int, int, int, int]:
-    c = c.lstrip("#")
-    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
 
 
 def multihot_dtype(n_classes: int) -> tuple[str, int]:

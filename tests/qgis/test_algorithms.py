@@ -173,6 +173,9 @@ def test_embed_runs_without_loading_and_styles_files(mosaic_plugin, sample_layer
     palette = clusters.renderer().classes()
     assert [c.label for c in palette] == [f"Cluster {i}" for i in range(5)]
     assert len({c.color.name() for c in palette}) == 5
+    with rasterio.open(results["CLUSTERS"]) as ds:  # QGIS shows the colours the file's table carries
+        table = ds.colormap(1)
+    assert [c.color.getRgb() for c in palette] == [table[i] for i in range(5)]
     del embeddings, clusters
 
 
