@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,3 +143,7 @@ class MosaicPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        # the engine keeps the last model between runs; free it (only if the engine was ever loaded)
+        kept = sys.modules.get(__package__.rpartition(".")[0] + ".core.engine.model_cache")
+        if kept is not None:
+            kept.forget()

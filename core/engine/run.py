@@ -19,7 +19,7 @@ import torch
 from ..device import resolve_device
 from .clusters import cluster_pass
 from .dense import FeatureStores, encode_pass, pool_pass
-from .engine_model import load_engine_model
+from .model_cache import engine_model
 from .outputs import OutputSet
 from .plan import make_plan
 from .request import LABEL, Cancelled, SceneRequest, SceneResult, check_request
@@ -53,7 +53,7 @@ def run_scene(request: SceneRequest, progress: Callable[[float], None] | None = 
     device = resolve_device(req.device)
     if req.threads:
         torch.set_num_threads(int(req.threads))
-    em = load_engine_model(req.model, device, compile=req.compile)
+    em = engine_model(req.model, device, compile=req.compile)
     for m, p in (("s2", req.optical), ("s1", req.sar)):
         if p is not None and m not in em.modalities:
             raise ValueError(f"the model {req.model} has no {m} encoder (it takes {em.modalities}); "

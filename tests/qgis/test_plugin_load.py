@@ -99,7 +99,14 @@ def test_class_factory_init_gui_and_unload(qgis_iface) -> None:
         assert sorted(alg.name() for alg in provider.algorithms()) == sorted(cls().name() for cls in ALGORITHMS)
         assert sorted(alg.id() for alg in provider.algorithms()) == ["mosaic:classify", "mosaic:embed", "mosaic:finetune"]
         assert plugin.dock is not None and plugin.dock.parent() is qgis_iface.mainWindow()
+        import torch
+
+        from mosaic.core.engine import model_cache  # a model kept from an earlier run is freed on unload
+        from mosaic.core.paths import RESOURCES
+        model_cache.engine_model(str(RESOURCES / "models" / "mosaic-small-ben19"), torch.device("cpu"))
+        assert model_cache._kept is not None
         plugin.unload()
+        assert model_cache._kept is None
         assert _registry_provider() is None
         assert plugin.dock is None and plugin.actions == []
         QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
