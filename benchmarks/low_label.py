@@ -5,7 +5,7 @@ SimCLR (intra-modal only) + linear probe; CLIP (inter-modal only) + linear probe
 (all terms); and the bundled model's two-stage recipe (``--methods mosaic-2stage``: a
 self-supervised stage 1 on every real unlabelled scene, ``core/train/recipe.py``, once per
 seed, then MoSAiC from its encoders) with its ablations (stage 1 + BCE only, or MoSAiC without
-one term). Inputs S2, S1 and S1+S2 where the method applies; label fractions of the
+one term, or with the self-supervised terms down-weighted to 0.1). Inputs S2, S1 and S1+S2 where the method applies; label fractions of the
 training split; several seeds. Training uses the training split only (labelled share +
 the rest unlabelled) plus, optionally, unlabelled windows of a real S1+S2 scene; scores
 come from the validation and test splits only.
@@ -45,6 +45,7 @@ METHODS = {
     "2stage-no-supcon": ("two-stage, no SupCon", "mosaic", {"supcon": 0.0}, True),
     "2stage-no-intra": ("two-stage, no intra-modal", "mosaic", {"intra": 0.0}, True),
     "2stage-no-inter": ("two-stage, no inter-modal", "mosaic", {"inter": 0.0}, True),
+    "2stage-ssl-0.1": ("two-stage, self-supervised terms x0.1", "mosaic", {"intra": 0.1, "inter": 0.1}, True),
 }
 PROBED = ("simclr", "clip")
 SPAIN = Path(__file__).resolve().parents[1] / "resources" / "sample" / "spain"
