@@ -1,8 +1,9 @@
 """The MoSAiC dock panel: pick layers and a model, run classify or embed in a background task;
 label polygons on the map and fine-tune the model on them.
 
-Widgets only; the work runs in ``tasks.SceneTask`` and the results are styled by
-``styling``. Expected errors go to the message bar, never to a traceback dialog.
+Widgets only; the work runs in ``tasks.SceneTask`` / ``FinetuneTask`` and the results are
+styled by ``styling``; the labelling box is ``label_panel.LabelPanel`` (``dock.labels``).
+Expected errors go to the message bar, never to a traceback dialog.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from qgis.core import (
     QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsMapLayerProxyModel,
-    QgsVectorLayer,
     QgsProcessingUtils,
     QgsProject,
     QgsRasterLayer,
 )
-from qgis.gui import QgsDockWidget, QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import QSize, Qt
-from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,37 +46,17 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.data.bands import NEW_CLASS_COLORS  # plain constants: no torch needed to load the dock
 from . import deps
 from .band_fields import LayerBands, describe_layer, order_question
 from .inputs import layer_path, parse_band_list
-from .labels import (
-    LABEL_FIELD,
-    SEPARATOR,
-    add_labelled_polygon,
-    create_label_layer,
-    crs_string,
-    features_to_polygons,
-    foreign_edits,
-    read_scheme,
-    save_edits,
-    set_feature_labels,
-    write_scheme,
-)
+from .label_panel import LabelPanel, swatch
+from .labels import crs_string, features_to_polygons, foreign_edits, save_edits
 from .models import ModelInfo, list_models, read_model_info, user_models_dir
 from .styling import add_output_layers
 from .tasks import FinetuneTask, SceneTask
 
-TRAIN_PARTS = (("head only", "head"), ("head + last encoder stage", "head+1"), ("head + last two stages", "head+2"))
-
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "mosaic.svg"
 MESSAGE_TITLE = "MoSAiC"
-
-
-def _swatch(color: str) -> QIcon:
-    pixmap = QPixmap(12, 12)
-    pixmap.fill(QColor(color))
-    return QIcon(pixmap)
 
 
 class MosaicDock(QgsDockWidget):
@@ -89,8 +68,6 @@ class MosaicDock(QgsDockWidget):
         self.iface = iface
         self.task: SceneTask | None = None
         self.finetune_task: FinetuneTask | None = None
-        self.label_tool = None  # map_tools.label_tool.LabelTool, made on first use
-        self._extra_classes: list[tuple[str, str]] = []
         self.finetune_options: dict[str, Any] = {}  # extra FinetuneConfig fields (scripts, tests)
         self.last_layers: list[QgsRasterLayer] = []
         self._models: list[ModelInfo] = []
@@ -197,7 +174,9 @@ class MosaicDock(QgsDockWidget):
         opt_form.addRow("Output folder", self.output_dir)
         layout.addWidget(options)
 
-        layout.addWidget(self._build_labelling(body))
+        self.labels = LabelPanel(self.iface, self.current_model, self._message, self.status_text, body)
+        self.labels.finetune_button.clicked.connect(self.start_finetune)
+        layout.addWidget(self.labels)
         layout.addStretch(1)
         scroll.setWidget(body)
         outer.addWidget(scroll, 1)
@@ -231,232 +210,6 @@ class MosaicDock(QgsDockWidget):
         # as wide as the settings need beside the scroll bar: they scroll up and down, never sideways
         panel.setMinimumWidth(body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
 
-    def _build_labelling(self, body: QWidget) -> QGroupBox:
-        box = QGroupBox("Labels and fine-tuning", body)
-        form = QFormLayout(box)
-        row = QHBoxLayout()
-        self.label_layer_combo = QgsMapLayerComboBox(box)
-        self.label_layer_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
-        self.label_layer_combo.setAllowEmptyLayer(True)
-        self.label_layer_combo.setLayer(None)
-        self.label_layer_combo.setToolTip("Polygons with class names: a MoSAiC label layer or any layer of training areas")
-        new_layer = QToolButton(box)
-        new_layer.setText("New…")
-        new_layer.setToolTip("Create a GeoPackage label layer in the project")
-        new_layer.clicked.connect(self._new_label_layer)
-        row.addWidget(self.label_layer_combo, 1)
-        row.addWidget(new_layer)
-        form.addRow("Label layer", row)
-        self.label_field_combo = QgsFieldComboBox(box)
-        self.label_separator = QLineEdit(SEPARATOR, box)
-        self.label_separator.setMaximumWidth(40)
-        self.label_separator.setToolTip("Separates several class names in one field value")
-        field_row = QHBoxLayout()
-        field_row.addWidget(self.label_field_combo, 1)
-        field_row.addWidget(QLabel("sep."))
-        field_row.addWidget(self.label_separator)
-        form.addRow("Label field", field_row)
-        self.label_layer_combo.layerChanged.connect(self._label_layer_changed)
-        self.label_class_list = QListWidget(box)
-        self.label_class_list.setIconSize(QSize(12, 12))
-        rows = self.label_class_list.fontMetrics().lineSpacing() + 4
-        self.label_class_list.setMinimumHeight(5 * rows)  # five classes in sight at least
-        self.label_class_list.setMaximumHeight(8 * rows)
-        self.label_class_list.setToolTip("Tick the class(es) of the next polygon you draw or pick (multi-label)")
-        form.addRow("Classes", self.label_class_list)
-        class_row = QHBoxLayout()
-        self.new_class_edit = QLineEdit(box)
-        self.new_class_edit.setPlaceholderText("new class name")
-        add_class = QToolButton(box)
-        add_class.setText("Add")
-        add_class.clicked.connect(lambda: self.add_label_class(self.new_class_edit.text()))
-        self.new_class_edit.returnPressed.connect(lambda: self.add_label_class(self.new_class_edit.text()))
-        class_row.addWidget(self.new_class_edit, 1)
-        class_row.addWidget(add_class)
-        form.addRow("", class_row)
-        tools = QHBoxLayout()
-        self.draw_button = QPushButton("Draw", box)
-        self.draw_button.setCheckable(True)
-        self.draw_button.setToolTip("Left click adds a vertex, right click or Enter closes the polygon")
-        self.pick_button = QPushButton("Pick", box)
-        self.pick_button.setCheckable(True)
-        self.pick_button.setToolTip("Click a polygon of the label layer to give it the ticked classes")
-        self.undo_button = QPushButton("Undo", box)
-        self.draw_button.toggled.connect(lambda on: self._activate_tool("draw", on))
-        self.pick_button.toggled.connect(lambda on: self._activate_tool("pick", on))
-        self.undo_button.clicked.connect(self.undo_label)
-        for b in (self.draw_button, self.pick_button, self.undo_button):
-            tools.addWidget(b)
-        form.addRow("", tools)
-        train_row = QHBoxLayout()
-        self.epochs_spin = QSpinBox(box)
-        self.epochs_spin.setRange(1, 1000)
-        self.epochs_spin.setValue(10)
-        self.epochs_spin.setSuffix(" epochs")
-        self.parts_combo = QComboBox(box)
-        for text, value in TRAIN_PARTS:
-            self.parts_combo.addItem(text, value)
-        train_row.addWidget(self.epochs_spin)
-        train_row.addWidget(self.parts_combo, 1)
-        form.addRow("Training", train_row)
-        self.finetune_button = QPushButton("Fine-tune", box)
-        self.finetune_button.setToolTip(f"Train a new model from the labelled polygons; saved to {user_models_dir()}")
-        self.finetune_button.clicked.connect(self.start_finetune)
-        form.addRow("", self.finetune_button)
-        return box
-
-    # -- labelling ------------------------------------------------------------------------
-    def label_layer(self) -> QgsVectorLayer | None:
-        layer = self.label_layer_combo.currentLayer()
-        return layer if isinstance(layer, QgsVectorLayer) else None
-
-    def _label_layer_changed(self, layer) -> None:
-        self.label_field_combo.setLayer(layer)
-        if isinstance(layer, QgsVectorLayer) and layer.fields().indexOf(LABEL_FIELD) >= 0:
-            self.label_field_combo.setField(LABEL_FIELD)
-        if self.label_tool is not None:
-            self.label_tool.layer = layer
-        self._fill_label_classes()
-
-    def _fill_label_classes(self) -> None:
-        checked = set(self.checked_classes())
-        info = self.current_model()
-        classes = list(info.classes) if info is not None else []
-        layer = self.label_layer()
-        for name, color in (read_scheme(layer) if layer is not None else []) + self._extra_classes:
-            if name not in [n for n, _ in classes]:
-                classes.append((name, color))
-        self.label_class_list.clear()
-        for name, color in classes:
-            item = QListWidgetItem(_swatch(color), name, self.label_class_list)
-            item.setData(Qt.UserRole, color)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if name in checked else Qt.Unchecked)
-
-    def label_classes(self) -> list[tuple[str, str]]:
-        return [(self.label_class_list.item(i).text(), self.label_class_list.item(i).data(Qt.UserRole))
-                for i in range(self.label_class_list.count())]
-
-    def checked_classes(self) -> list[str]:
-        if not hasattr(self, "label_class_list"):
-            return []
-        return [self.label_class_list.item(i).text() for i in range(self.label_class_list.count())
-                if self.label_class_list.item(i).checkState() == Qt.Checked]
-
-    def set_checked_classes(self, names: list[str]) -> None:
-        for i in range(self.label_class_list.count()):
-            item = self.label_class_list.item(i)
-            item.setCheckState(Qt.Checked if item.text() in names else Qt.Unchecked)
-
-    def add_label_class(self, name: str, color: str | None = None) -> None:
-        """A class of the analyst's own: listed, ticked, and saved in the label layer's scheme."""
-        name = " ".join((name or "").replace(SEPARATOR, " ").split())
-        if not name:
-            return
-        if name not in [n for n, _ in self.label_classes()]:
-            color = color or NEW_CLASS_COLORS[len(self._extra_classes) % len(NEW_CLASS_COLORS)]
-            self._extra_classes.append((name, color))
-            self._fill_label_classes()
-            self._save_scheme()
-        self.set_checked_classes(self.checked_classes() + [name])
-        self.new_class_edit.clear()
-
-    def _save_scheme(self) -> None:
-        layer = self.label_layer()
-        if layer is not None:
-            info = self.current_model()
-            known = {n for n, _ in info.classes} if info is not None else set()
-            write_scheme(layer, [(n, c) for n, c in self.label_classes() if n not in known] or self._extra_classes)
-
-    def _new_label_layer(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "New MoSAiC label layer", "", "GeoPackage (*.gpkg)")
-        if path:
-            self.new_label_layer(path if path.endswith(".gpkg") else path + ".gpkg")
-
-    def new_label_layer(self, path: str) -> QgsVectorLayer | None:
-        """Create a label GeoPackage in the canvas CRS, add it to the project and select it."""
-        canvas = self.iface.mapCanvas() if self.iface is not None else None
-        crs = canvas.mapSettings().destinationCrs() if canvas is not None else QgsProject.instance().crs()
-        if not crs.isValid():
-            crs = QgsCoordinateReferenceSystem("EPSG:4326")
-        try:
-            layer = create_label_layer(path, crs, Path(path).stem)
-        except ValueError as e:
-            self._message(str(e), Qgis.Critical)
-            return None
-        QgsProject.instance().addMapLayer(layer)
-        self.label_layer_combo.setLayer(layer)
-        self._save_scheme()
-        return layer
-
-    def _activate_tool(self, mode: str, on: bool) -> None:
-        canvas = self.iface.mapCanvas() if self.iface is not None else None
-        if canvas is None:
-            return
-        if on:
-            from .map_tools.label_tool import LabelTool
-
-            other = self.pick_button if mode == "draw" else self.draw_button
-            other.blockSignals(True)
-            other.setChecked(False)
-            other.blockSignals(False)
-            if self.label_tool is None:
-                self.label_tool = LabelTool(canvas)
-                self.label_tool.polygonFinished.connect(self.label_polygon)
-                self.label_tool.featurePicked.connect(self.label_feature)
-            self.label_tool.mode = mode
-            self.label_tool.layer = self.label_layer()
-            canvas.setMapTool(self.label_tool)
-        elif self.label_tool is not None and canvas.mapTool() is self.label_tool and \
-                not (self.draw_button.isChecked() or self.pick_button.isChecked()):
-            canvas.unsetMapTool(self.label_tool)
-
-    def _labelling_target(self) -> tuple[QgsVectorLayer, list[str]] | None:
-        layer = self.label_layer()
-        if layer is None:
-            self._message("Choose a label layer, or create one with New….", Qgis.Warning)
-            return None
-        labels = self.checked_classes()
-        if not labels:
-            self._message("Tick at least one class for the polygon.", Qgis.Warning)
-            return None
-        return layer, labels
-
-    def label_polygon(self, geometry) -> bool:
-        """Store a polygon drawn on the canvas (canvas CRS) with the ticked classes."""
-        from .map_tools.label_tool import transform_geometry
-
-        target = self._labelling_target()
-        if target is None:
-            return False
-        layer, labels = target
-        canvas = self.iface.mapCanvas() if self.iface is not None else None
-        source = canvas.mapSettings().destinationCrs() if canvas is not None else layer.crs()
-        field = self.label_field_combo.currentField() or LABEL_FIELD
-        if field != LABEL_FIELD:
-            self._message(f"Drawing writes the '{LABEL_FIELD}' field; layer '{layer.name()}' uses '{field}'.",
-                          Qgis.Warning)
-        ok = add_labelled_polygon(layer, transform_geometry(geometry, source, layer.crs()), labels)
-        layer.triggerRepaint()
-        self.status.setText(f"Labelled polygon: {'; '.join(labels)} ({layer.featureCount()} in '{layer.name()}')")
-        return ok
-
-    def label_feature(self, fid: int) -> bool:
-        """Give a picked feature the ticked classes."""
-        target = self._labelling_target()
-        if target is None:
-            return False
-        layer, labels = target
-        ok = set_feature_labels(layer, fid, labels, self.label_field_combo.currentField() or LABEL_FIELD)
-        layer.triggerRepaint()
-        return ok
-
-    def undo_label(self) -> None:
-        layer = self.label_layer()
-        if layer is not None and layer.isEditable():
-            layer.undoStack().undo()
-            layer.triggerRepaint()
-
     # -- fine-tuning ----------------------------------------------------------------------
     def build_finetune(self) -> dict[str, Any]:
         """``finetune_from_polygons`` arguments from the widgets; ValueError says what to change."""
@@ -467,18 +220,16 @@ class MosaicDock(QgsDockWidget):
         info = self.current_model()
         if info is None:
             raise ValueError("No base model: choose one in the Model box.")
-        layer = self.label_layer()
+        layer = self.labels.label_layer()
         if layer is None:
             raise ValueError("Choose a label layer (polygons with class names), or create one with New….")
-        field = self.label_field_combo.currentField()
+        field = self.labels.label_field_combo.currentField()
         if not field:
             raise ValueError(f"Choose the label field of '{layer.name()}'.")
         if save_edits(layer):  # the polygons drawn so far are on disk before the model describes them
             self._message(f"The edits of '{layer.name()}' were saved before fine-tuning.", Qgis.Info)
-        polygons = features_to_polygons(layer, field, self.label_separator.text())
-        classes = self.label_classes()
-        known = {n for n, _ in info.classes}
-        scheme = [(n, c) for n, c in classes if n not in known]
+        polygons = features_to_polygons(layer, field, self.labels.label_separator.text())
+        scheme = self.labels.new_classes()
         name = f"{info.name}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
         user_models_dir().mkdir(parents=True, exist_ok=True)
         return {
@@ -489,8 +240,8 @@ class MosaicDock(QgsDockWidget):
             "sar_bands": parse_band_list(self.sar_bands.text()) if sar is not None else None,
             "out": str(user_models_dir() / name), "colors": dict(scheme), "scheme": [n for n, _ in scheme],
             "label_source": {"layer": layer.name(), "source": layer.source(), "field": field,
-                             "separator": self.label_separator.text()},
-            "cfg": {"epochs": self.epochs_spin.value(), "train_parts": self.parts_combo.currentData(),
+                             "separator": self.labels.label_separator.text()},
+            "cfg": {"epochs": self.labels.epochs_spin.value(), "train_parts": self.labels.parts_combo.currentData(),
                     "device": self.device_combo.currentText().strip().lower() or "auto", **self.finetune_options},
         }
 
@@ -509,7 +260,7 @@ class MosaicDock(QgsDockWidget):
         """Fine-tune in a background task (progress bar, Cancel); the new model is listed when done."""
         if not self._can_start():
             return None
-        layer = self.label_layer()
+        layer = self.labels.label_layer()
         others = foreign_edits(layer) if layer is not None else []
         if others and not self._confirm(
                 "MoSAiC: unsaved edits",
@@ -653,9 +404,9 @@ class MosaicDock(QgsDockWidget):
         self.fine_check.setChecked(bool(info.pixel_classes))
         self.window_check.setChecked(not info.pixel_classes)
         for name, color in info.classes:
-            QListWidgetItem(_swatch(color), name, self.class_list)
-        if hasattr(self, "label_class_list"):
-            self._fill_label_classes()
+            QListWidgetItem(swatch(color), name, self.class_list)
+        if hasattr(self, "labels"):  # built after the model box
+            self.labels.fill_classes()
         self._show_layer_bands()  # the mapping depends on the model's bands
 
     def _browse_model(self) -> None:
@@ -674,6 +425,9 @@ class MosaicDock(QgsDockWidget):
         self.reload_models(select=info.path)
 
     # -- running --------------------------------------------------------------------------
+    def status_text(self, text: str) -> None:
+        self.status.setText(text)
+
     def _message(self, text: str, level=Qgis.Info) -> None:
         if self.iface is not None:
             self.iface.messageBar().pushMessage(MESSAGE_TITLE, text, level=level, duration=0 if level == Qgis.Critical else 8)
@@ -769,7 +523,7 @@ class MosaicDock(QgsDockWidget):
     def _set_running(self, running: bool) -> None:
         self.classify_button.setEnabled(not running)
         self.embed_button.setEnabled(not running)
-        self.finetune_button.setEnabled(not running)
+        self.labels.finetune_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:
             self.progress.setValue(0)
@@ -820,10 +574,5 @@ class MosaicDock(QgsDockWidget):
             self.finetune_task.cancel()
             self.finetune_task.waitForFinished(30_000)
             self.finetune_task = None
-        if self.label_tool is not None:
-            canvas = self.iface.mapCanvas() if self.iface is not None else None
-            if canvas is not None and canvas.mapTool() is self.label_tool:
-                canvas.unsetMapTool(self.label_tool)
-            self.label_tool.clean()
-            self.label_tool = None
+        self.labels.shutdown()
         self.last_layers = []

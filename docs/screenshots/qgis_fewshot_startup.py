@@ -44,7 +44,7 @@ labels.setLabelsEnabled(True)
 QgsProject.instance().addMapLayer(labels)
 
 dock = show_dock(s1, s2, OUT / "out", labels)
-dock.epochs_spin.setValue(3)
+dock.labels.epochs_spin.setValue(3)
 
 
 def after_classify() -> None:

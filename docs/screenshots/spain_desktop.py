@@ -34,7 +34,7 @@ def show_dock(s1: QgsRasterLayer, s2: QgsRasterLayer, out: Path, labels=None, si
     dock.optical_bands.setText("S2-13")
     dock.output_dir.setFilePath(str(out))
     if labels is not None:
-        dock.label_layer_combo.setLayer(labels)
+        dock.labels.label_layer_combo.setLayer(labels)
     return dock
 
 

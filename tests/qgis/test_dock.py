@@ -195,7 +195,7 @@ def test_the_dock_fits_a_laptop_screen_with_progress_in_sight(dock, qtbot) -> No
         top = widget.mapTo(dock, QPoint(0, 0)).y()
         assert widget.isVisible() and 0 <= top and top + widget.height() <= dock.height(), (widget, top, dock.height())
     assert area.verticalScrollBar().maximum() > 0  # the settings are taller than the dock: they scroll
-    assert dock.label_class_list.minimumHeight() >= 5 * dock.label_class_list.fontMetrics().lineSpacing()
+    assert dock.labels.label_class_list.minimumHeight() >= 5 * dock.labels.label_class_list.fontMetrics().lineSpacing()
     dock.setFloating(False)
 
 

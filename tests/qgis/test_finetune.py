@@ -126,8 +126,8 @@ def _dock_with_drawn_polygons(mosaic_plugin, sample_layers, project, path: Path)
     dock = mosaic_plugin.dock
     dock.optical_combo.setLayer(s2)
     dock.sar_combo.setLayer(s1)
-    dock.label_layer_combo.setLayer(layer)
-    dock.label_field_combo.setField("labels")
+    dock.labels.label_layer_combo.setLayer(layer)
+    dock.labels.label_field_combo.setField("labels")
     return dock, layer
 
 
