@@ -18,16 +18,14 @@ import rasterio
 from ..io.model_file import model_paths
 from ..io.overwrite_guard import check_outputs_spare_inputs, raster_files
 from . import windows as W
-from .align import Grid, Samples, detect_level, reference_grid, sar_is_linear
-from .band_check import check_band_values
-from .band_mapping import map_bands, name_bands
+from .align import Grid, reference_grid
 from .band_reader import on_grid
 from ..io.temporaries import beside_tag, remove_stale_beside
 from .disk_space import MB, check_free_space
 from .engine_model import EngineModel
 from .feature_grid import FeatureAxis
+from .input_values import read_values
 from .outputs import output_specs
-from .reflectance_offset import resolve_offset
 from .request import FINE_KINDS, LABEL, SceneRequest
 from .scene_inputs import StagingPlan, fit_staging, open_input, staging_plan
 
@@ -136,30 +134,10 @@ def make_plan(req: SceneRequest, em: EngineModel) -> ScenePlan:
 def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[str]) -> ScenePlan:
     if any(k in FINE_KINDS for k in req.outputs):
         _check_pixel_head(req, em, list(srcs), warns)
-    maps = {}
-    for m, src in srcs.items():
-        explicit = req.optical_bands if m == "s2" else req.sar_bands
-        maps[m] = map_bands(src, m, em.bands[m], explicit, f"{LABEL[m]} raster")
-    offset = 0.0
-    samples = Samples()  # one read of each input's sample for every check below
-    if "s2" in srcs:
-        _check_level(req, em, srcs["s2"], warns)
-        offset, note = resolve_offset(req.optical_offset, raster_files(srcs["s2"]), srcs["s2"].tags(),
-                                      lambda: _darkest_sample(srcs["s2"], maps["s2"], em.bands["s2"], samples))
-        if note:
-            warns.append(note)
-    for m, src in srcs.items():
-        warns += check_band_values(src, maps[m].indexes, em.bands[m], offset if m == "s2" else 0.0,
-                                   em.stats[m][0] if m == "s2" else None, LABEL[m], maps[m].source, samples)
-    to_db = False
-    if "s1" in srcs:
-        units = req.sar_units
-        if units == "auto":
-            units = "linear" if sar_is_linear(srcs["s1"], maps["s1"].indexes, samples) else "db"
-            if units == "linear":
-                warns.append("the SAR input looks like linear power: converted to dB (10 log10); "
-                             "set sar_units='db' if it already is")
-        to_db = units == "linear"
+    vals = read_values(srcs, em.bands, {"s2": req.optical_bands, "s1": req.sar_bands}, em.stats["s2"][0], em.level,
+                       req.optical_level, req.sar_units, req.optical_offset)
+    maps, offset, to_db = vals.maps, vals.offset, vals.to_db
+    warns += vals.warnings
     primary = srcs.get("s2") or srcs["s1"]
     others = [s for s in srcs.values() if s is not primary]
     grid, native = reference_grid(primary, others, em.pixel_size, req.extent, req.extent_crs)
@@ -201,31 +179,6 @@ def _plan(req: SceneRequest, em: EngineModel, srcs: dict[str, Any], warns: list[
                      grid.transform * rasterio.Affine.scale(stride),
                      W.count_blocks(grid.height, grid.width, stride, block), axes, (r0, c0), r1 - r0, c1 - c0,
                      tag, tags, specs, direct, to_stage, room, warns, offset)
-
-
-def _check_level(req: SceneRequest, em: EngineModel, src, warns: list[str]) -> None:
-    """Warn where the optical input's processing level (L1C/L2A) differs from the model's or is unknown."""
-    lvl = req.optical_level.upper()
-    if lvl == "AUTO":
-        lvl = detect_level(src.name, src.tags(), name_bands(src, "s2").names)
-    if em.level and lvl and lvl != em.level:
-        warns.append(f"the optical input is {lvl} but the model was trained on {em.level}: expect a "
-                     f"domain shift (top-of-atmosphere vs surface reflectance); prefer {em.level} data")
-    elif em.level and not lvl:
-        warns.append(f"the processing level of the optical input is unknown; the model expects {em.level}")
-
-
-def _darkest_sample(src, mapping, model_bands: list[str], samples: Samples) -> np.ndarray:
-    """A sample [bands, N] of the optical input's B02, B03, B04 and B08 (``reflectance_offset``)."""
-    idx = [i for i in (mapping.indexes[model_bands.index(b)] for b in ("B02", "B03", "B04", "B08")
-                       if b in model_bands) if i]
-    try:
-        if not idx:
-            return np.empty((0, 0))
-        samples.of(src, [i for i in mapping.indexes if i])  # every mapped band: the band check reads them next
-        return samples.of(src, idx)
-    except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError):  # a damaged file: the run's own reads say where, with the fix
-        return np.empty((0, 0))
 
 
 def auto_mode(stride: int | None, patch: int, fine: bool) -> str:

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import rasterio
 
 from ..data.normalize import normalize
-from ..engine.align import Grid, Samples, reference_grid, sar_is_linear
-from ..engine.band_check import check_band_values
-from ..engine.band_mapping import map_bands
+from ..engine.align import Grid, reference_grid
 from ..engine.band_reader import BandReader, on_grid
-from ..engine.reflectance_offset import resolve_offset, shifted_mean
-from ..io.overwrite_guard import raster_files
+from ..engine.input_values import read_values
+from ..engine.reflectance_offset import shifted_mean
+from ..engine.request import LABEL
+from ..engine.scene_inputs import open_input
 
 
 TILE = 512
@@ -97,9 +96,10 @@ class SceneReaders:
 
 def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
                optical_bands: Sequence[str] | str | None = None, sar_bands: Sequence[str] | str | None = None,
-               sar_units: str = "auto", optical_offset: float | None = None) -> SceneReaders:
-    """Readers for the model of ``card``; ValueError names what does not fit. The optical
-    reflectance offset as the engine resolves it (``engine.reflectance_offset``)."""
+               sar_units: str = "auto", optical_offset: float | None = None,
+               optical_level: str = "auto") -> SceneReaders:
+    """Readers for the model of ``card``; ValueError / FileNotFoundError name what does not fit.
+    Bands, level, offset and SAR units are read as the engine reads them (``engine.input_values``)."""
     arch = card.get("architecture", {})
     inputs = card.get("inputs", {})
     modalities = list(arch.get("modalities", ["s2", "s1"]))
@@ -113,29 +113,10 @@ def open_scene(card: dict[str, Any], optical: str | None, sar: str | None,
     srcs = {}
     try:
         for m, p in given.items():
-            srcs[m] = rasterio.open(p)
-        maps = {m: map_bands(src, m, need[m],
-                             optical_bands if m == "s2" else sar_bands,
-                             "optical raster" if m == "s2" else "SAR raster") for m, src in srcs.items()}
-        warns: list[str] = []
-        samples = Samples()  # one read of each input's sample for every check below
-        to_db = False
-        if "s1" in srcs:
-            units = sar_units
-            if units == "auto":
-                units = "linear" if sar_is_linear(srcs["s1"], maps["s1"].indexes, samples) else "db"
-                if units == "linear":
-                    warns.append("the SAR input looks like linear power: converted to dB (10 log10)")
-            to_db = units == "linear"
-        offset = 0.0
-        if "s2" in srcs:
-            offset, note = resolve_offset(optical_offset, raster_files(srcs["s2"]), srcs["s2"].tags())
-            if note:
-                warns.append(note)
-        for m, src in srcs.items():
-            warns += check_band_values(src, maps[m].indexes, need[m], offset if m == "s2" else 0.0,
-                                       inputs.get("s2", {}).get("mean") if m == "s2" else None,
-                                       "optical" if m == "s2" else "SAR", maps[m].source, samples)
+            srcs[m] = open_input(p, LABEL[m])
+        vals = read_values(srcs, need, {"s2": optical_bands, "s1": sar_bands}, inputs.get("s2", {}).get("mean"),
+                           inputs.get("s2", {}).get("level"), optical_level, sar_units, optical_offset)
+        maps, offset, to_db, warns = vals.maps, vals.offset, vals.to_db, vals.warnings
         primary = srcs.get("s2") or srcs["s1"]
         others = [s for s in srcs.values() if s is not primary]
         pixel = float(inputs.get("pixel_size_m", 10))

@@ -183,3 +183,37 @@ def test_labels_match_known_classes_whatever_their_case_and_spacing():
             match_known_classes([LabelledPolygon({}, [typo], 7)], known)
     for new in ("Flood water", "Orchards", "Forest"):  # new classes, not near a known one
         assert match_known_classes([LabelledPolygon({}, [new], 1)], known)[0].labels == [new]
+
+
+@pytest.mark.parametrize("sar_bands", [None, "VV,VH"])
+def test_fine_tuning_reads_inputs_as_the_engine_does(card, tmp_path, sar_bands) -> None:
+    """The same bands, offset, SAR units, grid and warnings (level, values) as a classify run of the
+    same inputs: a model is fine-tuned on the numbers it later classifies."""
+    import rasterio
+
+    from core.engine.engine_model import load_engine_model
+    from core.engine.plan import make_plan
+    from core.engine.request import SceneRequest
+
+    lin = tmp_path / "s1_linear.tif"  # the SAR input in linear power: both must convert it to dB
+    with rasterio.open(S1) as src:
+        prof, db, names = src.profile, src.read(), src.descriptions
+    with rasterio.open(lin, "w", **{**prof, "dtype": "float32"}) as dst:
+        dst.write(np.where(np.isfinite(db), 10 ** (db / 10), db).astype("float32"))
+        dst.descriptions = names
+    s = open_scene(card, S2, str(lin), optical_bands="S2-13", sar_bands=sar_bands)
+    req = SceneRequest(model=str(MODEL), optical=S2, sar=str(lin), optical_bands="S2-13", sar_bands=sar_bands,
+                       outputs={"dominant": str(tmp_path / "d.tif")})
+    plan = make_plan(req, load_engine_model(str(MODEL), torch.device("cpu")))
+    try:
+        assert s.grid.crs == plan.grid.crs and s.grid.transform == plan.grid.transform
+        assert (s.grid.width, s.grid.height) == (plan.grid.width, plan.grid.height)
+        assert {m: r.indexes for m, r in s.readers.items()} == {m: plan.maps[m].indexes for m in plan.maps}
+        assert s.readers["s1"].to_db and plan.to_db
+        engine_input_warnings = [w for w in plan.warnings if not w.startswith("inputs resampled")]
+        assert s.warnings == engine_input_warnings
+        assert any("L1C" in w for w in s.warnings)  # the L1C sample against the L2A model
+        assert any("linear power" in w for w in s.warnings)
+    finally:
+        s.close()
+        plan.close()
