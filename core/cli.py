@@ -322,7 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .engine.band_mapping import BandOrderUnknown
     from .engine.request import Cancelled as SceneCancelled
 
+    from .io.gdal_messages import quiet_gdal_printing
+
     a = build_parser().parse_args(argv)
+    quiet_gdal_printing()  # the error line below quotes GDAL's reason once
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

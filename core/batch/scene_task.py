@@ -101,8 +101,10 @@ def process_scene(entry: SceneEntry, job: dict[str, Any]) -> dict[str, Any]:
     import rasterio
 
     from ..engine import SceneRequest, run_scene
+    from ..io.gdal_messages import quiet_gdal_printing
     from ..io.temporaries import job_folder
 
+    quiet_gdal_printing()  # a worker's failure reaches the driver as one message with GDAL's reason
     outputs = output_paths(job["out"], entry.name, job["kinds"])
     Path(next(iter(outputs.values()))).parent.mkdir(parents=True, exist_ok=True)
     device = worker_device(job["device"])

@@ -86,3 +86,22 @@ def test_only_jpeg2000_is_decoded_on_several_threads(tmp_path):
     for path, threads in cases.items():
         with rasterio.open(path) as src:
             assert decodes_safely_on_threads(src) is threads, path
+
+
+def test_the_command_line_says_it_once(tmp_path):
+    """python -m core classify on a damaged file: one error line that quotes GDAL's reason, not
+    GDAL's own ERROR lines from every reading thread before it."""
+    import subprocess
+    import sys
+
+    raw = _raster(tmp_path / "raw.tif", "s2", 256, 256, _tf())
+    tif = _deflate(raw, tmp_path / "s2.tif")
+    _damage_tile(tif)
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "core", "classify", "--optical", str(tif), "--stride", "16",
+                        "--dominant", str(tmp_path / "d.tif"), "--quiet"], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the optical raster"), r.stderr
+    assert "IReadBlock failed" in lines[0] and "damaged or incomplete" in lines[0]
+    assert not (tmp_path / "d.tif").exists()
