@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..io.gdal_messages import gdal_exceptions
+
 MOSAIC_DIR = "mosaic"
 STAC_DIR = "stac"
 
@@ -32,9 +34,6 @@ def _relative_sources(vrt: Path) -> None:
 def build_mosaics(out: str | Path, done: dict[str, dict[str, Any]]) -> dict[str, str]:
     """``OUT/mosaic/KIND.vrt`` over every finished scene's output of that kind; scenes in several
     CRSs (UTM zones) get one VRT per CRS, ``KIND_EPSG32630.vrt`` (a VRT has one grid)."""
-    from osgeo import gdal
-
-    gdal.UseExceptions()  # as engine.align does: errors raised, not returned as None
     out = Path(out)
     groups: dict[tuple[str, str], list[str]] = {}
     for rec in done.values():
@@ -50,10 +49,11 @@ def build_mosaics(out: str | Path, done: dict[str, dict[str, Any]]) -> dict[str,
         name = kind if per_kind[kind] == 1 else f"{kind}_{_crs_token(crs)}"
         path = folder / f"{name}.vrt"
         tmp = folder / f".{name}.{os.getpid()}.vrt"
-        vrt = gdal.BuildVRT(str(tmp), sorted(files))
-        if vrt is None:
-            raise RuntimeError(f"GDAL could not build the {kind} mosaic: {gdal.GetLastErrorMsg()}")
-        vrt = None  # closes and writes the file
+        with gdal_exceptions() as gdal:  # errors raised, not returned as None
+            vrt = gdal.BuildVRT(str(tmp), sorted(files))
+            if vrt is None:
+                raise RuntimeError(f"GDAL could not build the {kind} mosaic: {gdal.GetLastErrorMsg()}")
+            vrt = None  # closes and writes the file
         _relative_sources(tmp)
         os.replace(tmp, path)
         written[name] = str(path)

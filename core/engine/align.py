@@ -24,6 +24,7 @@ from rasterio.transform import Affine
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from ..io.gdal_messages import gdal_exceptions
 from .band_mapping import canonical_band
 from .open_raster import mask_plan, open_for_blocks
 
@@ -237,22 +238,20 @@ def reference_grid(primary, others: Sequence, pixel_size: float,
 def build_band_vrt(paths: Sequence[str], out: str, resampling: str = "bilinear") -> str:
     """Stack single-band files (e.g. Sentinel-2 JP2 bands at 10/20/60 m) into one VRT at the
     finest resolution, with band descriptions taken from the file names (s2_B8A.jp2 -> B8A)."""
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    vrt = gdal.BuildVRT(str(out), [str(p) for p in paths], separate=True, resolution="highest",
-                        resampleAlg=resampling)
-    if vrt is None:
-        raise ValueError(f"could not stack {list(paths)} into a VRT")
-    for i, p in enumerate(paths, 1):
-        name = canonical_band(Path(p).stem)
-        if name:
-            vrt.GetRasterBand(i).SetDescription(name)
-        ds = gdal.Open(str(p))  # keep the dataset alive while its band is used
-        nd = ds.GetRasterBand(1).GetNoDataValue()
-        ds = None
-        if nd is not None:
-            vrt.GetRasterBand(i).SetNoDataValue(nd)
-    vrt.FlushCache()
-    vrt = None
+    with gdal_exceptions() as gdal:  # errors raised; QGIS's own setting kept
+        vrt = gdal.BuildVRT(str(out), [str(p) for p in paths], separate=True, resolution="highest",
+                            resampleAlg=resampling)
+        if vrt is None:
+            raise ValueError(f"could not stack {list(paths)} into a VRT")
+        for i, p in enumerate(paths, 1):
+            name = canonical_band(Path(p).stem)
+            if name:
+                vrt.GetRasterBand(i).SetDescription(name)
+            ds = gdal.Open(str(p))  # keep the dataset alive while its band is used
+            nd = ds.GetRasterBand(1).GetNoDataValue()
+            ds = None
+            if nd is not None:
+                vrt.GetRasterBand(i).SetNoDataValue(nd)
+        vrt.FlushCache()
+        vrt = None
     return str(out)

@@ -1,11 +1,16 @@
-"""GDAL's own printing of errors, off for command-line runs and cluster workers.
+"""How GDAL reports errors to the plugin: raised inside our own calls, never printed twice.
 
 GDAL prints every failed read to stderr ("ERROR 1: TIFFFillTile: Read error ...": ten lines
 for one damaged tile, from each reading thread) before the run's own one-line error, which
-already carries GDAL's reason and says what to do. The command line and the Dask workers turn
-that printing off; inside QGIS nothing changes (QGIS shows GDAL's messages in its log panel).
+already carries GDAL's reason and says what to do: the command line and the Dask workers turn
+that printing off (``quiet_gdal_printing``). Inside QGIS, osgeo.gdal is shared with QGIS and
+the other plugins, so the engine never switches GDAL's exceptions on for the whole process: it
+turns them on for its own calls only (``gdal_exceptions``).
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 
 def quiet_gdal_printing() -> None:
@@ -13,3 +18,18 @@ def quiet_gdal_printing() -> None:
     from osgeo import gdal
 
     gdal.SetErrorHandler("CPLQuietErrorHandler")
+
+
+@contextmanager
+def gdal_exceptions() -> Iterator[Any]:
+    """osgeo.gdal with its errors raised as RuntimeError inside the block, and the process's own
+    setting (QGIS's, another plugin's) back after it."""
+    from osgeo import gdal
+
+    was_on = gdal.GetUseExceptions()
+    gdal.UseExceptions()
+    try:
+        yield gdal
+    finally:
+        if not was_on:
+            gdal.DontUseExceptions()
