@@ -6,7 +6,7 @@ PYTHON := .venv/bin/python
 # What goes into the plugin zip (LICENSE and README.md when committed).
 PACKAGE_PATHS := __init__.py metadata.txt README.md LICENSE core mosaic_qgis resources
 
-.PHONY: env test test-qgis-lts test-reliability demo package bench bundled-model clean
+.PHONY: env test test-qgis-lts test-ubuntu test-reliability demo package bench bundled-model clean
 
 env:  ## idempotent: apt packages, .venv, pip requirements (about 1 s when present)
 	bash scripts/setup_env.sh
@@ -21,6 +21,10 @@ test: env
 # debootstrap and kept in ~/.cache/mosaic (MOSAIC_LTS_ROOT, about 6 GB); needs root. 3-5 minutes more the first time.
 test-qgis-lts:
 	bash scripts/test_qgis_lts.sh
+
+# The same on Ubuntu 24.04 LTS (QGIS 3.34, Python 3.12, numpy 1.26), in a root kept in ~/.cache/mosaic too.
+test-ubuntu:
+	MOSAIC_LTS_DIST=noble bash scripts/test_qgis_lts.sh
 
 # The slow part of the reliability suite (minutes): 20 runs killed at random moments (SIGKILL or
 # SIGTERM) beside the same outputs, then a clean run (MOSAIC_SOAK_RUNS=N for another count).
