@@ -144,8 +144,11 @@ def test_outputs_do_not_depend_on_the_stored_type(tmp_path, monkeypatch):
     as float) give the same probabilities."""
     import functools
 
+    from core.engine import model_cache
     from core.engine.strips import strip_encoder
     monkeypatch.setattr(engine_model, "strip_encoder", functools.partial(strip_encoder, strip_rows=64))
+    model_cache.forget()  # a model kept from an earlier test was prepared with 512-row strips
+    monkeypatch.setattr(model_cache, "_kept", None)  # and the 64-row one is not kept for later tests
     asked = []
     rows = block_reads.StoredRows.rows
     monkeypatch.setattr(block_reads.StoredRows, "rows", lambda self, a, b: asked.append(b - a) or rows(self, a, b))
