@@ -38,6 +38,7 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from ..io.gdal_messages import gdal_exceptions
 from .align import Grid
 from .band_reader import grid_offset
 from .open_raster import decodes_safely_on_threads
@@ -338,25 +339,19 @@ def _close(held: list) -> str | None:
     written: GDAL's error message where its last tiles could not be written, else None. Closed
     with GDAL's exceptions off, since under ``gdal.UseExceptions()`` that error would be raised
     from the dataset's destructor, where nothing can catch it."""
-    from osgeo import gdal
-
     ds = held.pop()
     if ds is None:
         return None
-    was_on = gdal.GetUseExceptions()
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        if was_on:
-            gdal.DontUseExceptions()
-        gdal.ErrorReset()
-        ds.FlushCache()
-        ds = None
-        failed = gdal.GetLastErrorType() >= gdal.CE_Failure
-        return (gdal.GetLastErrorMsg() or "GDAL could not write it") if failed else None
-    finally:
-        if was_on:
-            gdal.UseExceptions()
-        gdal.PopErrorHandler()
+    with gdal_exceptions(False) as gdal:
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            gdal.ErrorReset()
+            ds.FlushCache()
+            ds = None
+            failed = gdal.GetLastErrorType() >= gdal.CE_Failure
+            return (gdal.GetLastErrorMsg() or "GDAL could not write it") if failed else None
+        finally:
+            gdal.PopErrorHandler()
 
 
 def _open(path: str):

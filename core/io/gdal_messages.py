@@ -4,8 +4,8 @@ GDAL prints every failed read to stderr ("ERROR 1: TIFFFillTile: Read error ..."
 for one damaged tile, from each reading thread) before the run's own one-line error, which
 already carries GDAL's reason and says what to do: the command line and the Dask workers turn
 that printing off (``quiet_gdal_printing``). Inside QGIS, osgeo.gdal is shared with QGIS and
-the other plugins, so the engine never switches GDAL's exceptions on for the whole process: it
-turns them on for its own calls only (``gdal_exceptions``).
+the other plugins, so the engine never switches GDAL's exception mode for the whole process: it
+sets the mode its own calls need for them only (``gdal_exceptions``).
 """
 from __future__ import annotations
 
@@ -21,15 +21,17 @@ def quiet_gdal_printing() -> None:
 
 
 @contextmanager
-def gdal_exceptions() -> Iterator[Any]:
-    """osgeo.gdal with its errors raised as RuntimeError inside the block, and the process's own
-    setting (QGIS's, another plugin's) back after it."""
+def gdal_exceptions(on: bool = True) -> Iterator[Any]:
+    """osgeo.gdal with its errors raised as RuntimeError (``on``) or returned as None / error codes
+    (not ``on``) inside the block, and the process's own setting (QGIS's, another plugin's) back
+    after it."""
     from osgeo import gdal
 
-    was_on = gdal.GetUseExceptions()
-    gdal.UseExceptions()
+    changed = gdal.GetUseExceptions() != on
+    if changed:
+        (gdal.UseExceptions if on else gdal.DontUseExceptions)()
     try:
         yield gdal
     finally:
-        if not was_on:
-            gdal.DontUseExceptions()
+        if changed:
+            (gdal.DontUseExceptions if on else gdal.UseExceptions)()

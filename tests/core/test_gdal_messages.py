@@ -22,6 +22,9 @@ def test_the_process_setting_is_kept(tmp_path, before) -> None:
             with gdal_exceptions() as g:
                 g.Open(str(tmp_path / "missing.tif"))
         assert gdal.GetUseExceptions() == before
+        with gdal_exceptions(False) as g:  # the other way round: errors returned, not raised
+            assert g.Open(str(tmp_path / "missing.tif")) is None
+        assert gdal.GetUseExceptions() == before
         assert USA, "the USA L1C band files of tests/data are missing"
         out = build_band_vrt(USA, str(tmp_path / "usa.vrt"))
         assert Path(out).is_file() and gdal.GetUseExceptions() == before
